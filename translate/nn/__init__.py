@@ -1,0 +1,19 @@
+"""Building blocks shared by the architectures in :mod:`translate.models`."""
+
+from .layers import (
+    check_bool,
+    check_int,
+    get_norm_layer,
+    init_weights,
+    list_inits,
+    list_norms,
+)
+
+__all__ = [
+    "check_bool",
+    "check_int",
+    "get_norm_layer",
+    "init_weights",
+    "list_inits",
+    "list_norms",
+]

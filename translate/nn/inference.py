@@ -1,0 +1,62 @@
+"""Turning a training network into an inference network.
+
+pix2pix trains its U-Net with batch norm at batch size 1, where the batch statistics are the
+statistics of the one image; the running averages it accumulates are a poor stand-in for them
+(the reference implementation therefore keeps batch norm in training mode when testing). We keep
+that behaviour but make it independent of how many images are translated together: each batch
+norm layer normalises every image by its own statistics, so a converted image never depends on
+its neighbours in a batch.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch.nn.functional as F
+from torch import nn
+
+BATCHNORM_MODES = ("per_image", "running")
+
+
+class PerImageBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d that normalises each image by its own (H, W) statistics at inference.
+
+    Same parameters and buffers as BatchNorm2d, so it loads the same state dict.
+    """
+
+    def forward(self, x):  # x: (B, C, H, W)
+        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+
+
+def for_inference(net: nn.Module, batchnorm: str = "per_image", copy_net: bool = True) -> nn.Module:
+    """Return ``net`` (a copy by default) in eval mode, without gradients, ready to translate.
+
+    Args:
+        net: a generator.
+        batchnorm: "per_image" (see module docstring) or "running" (use the running averages,
+            the right choice for nets trained with large batches).
+        copy_net: work on a deep copy, leaving ``net`` untouched (used for training samples).
+    """
+    if batchnorm not in BATCHNORM_MODES:
+        raise ValueError(f"unknown batchnorm mode {batchnorm!r}; valid: {', '.join(BATCHNORM_MODES)}")
+    if copy_net:
+        net = copy.deepcopy(net)
+    if batchnorm == "per_image":
+        _swap_batchnorm(net)
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def _swap_batchnorm(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            new = PerImageBatchNorm2d(
+                child.num_features, eps=child.eps, momentum=child.momentum,
+                affine=child.affine, track_running_stats=child.track_running_stats,
+            ).to(device=child.weight.device if child.affine else None)
+            new.load_state_dict(child.state_dict())
+            setattr(module, name, new)
+        else:
+            _swap_batchnorm(child)
