@@ -1,0 +1,196 @@
+"""The translator folder: a self-describing, strictly loaded, pickle-free inference artefact.
+
+Layout::
+
+    translator/
+      translator.json        format + version, method, per-direction generator (arch, constructor
+                             config, file), preprocessing, provenance
+      gen_a2b.safetensors    weights (+ gen_b2a.safetensors for CycleGAN); the arch and config
+                             are repeated in the safetensors header metadata
+
+Saving writes a complete new folder next to the old one and swaps it in
+(:func:`translate.fsutil.replace_dir`), so a crash at any instant leaves a loadable translator.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from .fsutil import atomic_write_bytes, atomic_write_text, recover_dir, replace_dir
+
+FORMAT = "translate.translator"
+FORMAT_VERSION = 1
+TRANSLATOR_JSON = "translator.json"
+DIRECTIONS = ("a2b", "b2a")
+_TOP_KEYS = {"format", "format_version", "method", "generators", "preprocessing", "provenance"}
+_GEN_KEYS = {"file", "arch", "config", "params"}
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, malformed, or does not match what the code expects."""
+
+
+def versions() -> Dict[str, str]:
+    """Versions of the software a checkpoint was made with (recorded for reproducibility)."""
+    import numpy
+
+    from . import __version__
+
+    out = {"translate": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+           "python": platform.python_version()}
+    for mod in ("torchvision", "albumentations", "cv2", "safetensors"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:  # pragma: no cover - optional in the record only
+            pass
+    return out
+
+
+def save_translator(
+    folder: Union[str, Path],
+    method: str,
+    generators: Dict[str, nn.Module],
+    preprocessing: Dict[str, Any],
+    provenance: Optional[Dict[str, Any]] = None,
+) -> Path:
+    """Write a translator folder atomically.
+
+    Args:
+        folder: destination, usually ``<run>/translator``.
+        method: "pix2pix" or "cyclegan".
+        generators: direction ("a2b"/"b2a") -> generator; each must have ``arch`` and ``config``.
+        preprocessing: how inputs were prepared in training (channels, value range, size multiple...).
+        provenance: run name, step, epoch, versions...
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
+    try:
+        entries = {}
+        for direction, net in generators.items():
+            if direction not in DIRECTIONS:
+                raise ValueError(f"unknown direction {direction!r}; valid: {', '.join(DIRECTIONS)}")
+            file = f"gen_{direction}.safetensors"
+            state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+            meta = {"format": FORMAT, "arch": net.arch, "config": json.dumps(net.config, sort_keys=True)}
+            atomic_write_bytes(tmp / file, st_save(state, metadata=meta))
+            entries[direction] = {"file": file, "arch": net.arch, "config": dict(net.config),
+                                  "params": sum(p.numel() for p in net.parameters())}
+        doc = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "method": method,
+            "generators": entries,
+            "preprocessing": dict(preprocessing),
+            "provenance": dict(provenance or {}, versions=versions()),
+        }
+        atomic_write_text(tmp / TRANSLATOR_JSON, json.dumps(doc, indent=2) + "\n")
+        replace_dir(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def resolve_translator_dir(path: Union[str, Path]) -> Path:
+    """Accept a run folder or its ``translator/`` folder; return the translator folder.
+
+    Raises:
+        CheckpointError: saying what was found and what was expected.
+    """
+    path = Path(path)
+    if path.is_file():
+        raise CheckpointError(
+            f"{path} is a file; expected a translator folder (with {TRANSLATOR_JSON}) or a run "
+            "folder that contains translator/"
+        )
+    candidates = [path, path / "translator"]
+    for cand in candidates:
+        cand = recover_dir(cand)
+        if (cand / TRANSLATOR_JSON).is_file():
+            return cand
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist; expected a run folder or a translator folder")
+    raise CheckpointError(
+        f"{path} is not a checkpoint: no {TRANSLATOR_JSON} in it or in {path / 'translator'}. "
+        "A run folder gets its translator/ at the first checkpoint save."
+    )
+
+
+def read_translator_json(folder: Union[str, Path]) -> Dict[str, Any]:
+    """Read and validate ``translator.json`` of a translator folder (strict)."""
+    folder = resolve_translator_dir(folder)
+    path = folder / TRANSLATOR_JSON
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: cannot read it as JSON ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a translator description (format should be {FORMAT!r})")
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: format_version {doc.get('format_version')!r} is not supported by this version "
+            f"of translate (it reads version {FORMAT_VERSION}); upgrade translate to load it"
+        )
+    unknown = set(doc) - _TOP_KEYS
+    missing = _TOP_KEYS - set(doc)
+    if unknown or missing:
+        raise CheckpointError(f"{path}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
+    gens = doc["generators"]
+    if not isinstance(gens, dict) or not gens or set(gens) - set(DIRECTIONS):
+        raise CheckpointError(f"{path}: 'generators' must map {' and/or '.join(DIRECTIONS)} to generators")
+    for direction, entry in gens.items():
+        if not isinstance(entry, dict) or set(entry) != _GEN_KEYS:
+            raise CheckpointError(f"{path}: generator {direction!r} must have exactly the keys {sorted(_GEN_KEYS)}")
+    doc["_folder"] = str(folder)
+    return doc
+
+
+def load_generator(folder: Union[str, Path], direction: str, device: Union[str, torch.device] = "cpu",
+                   doc: Optional[Dict[str, Any]] = None) -> nn.Module:
+    """Build the generator for ``direction`` from its saved config and load its weights strictly."""
+    from .models import build_generator
+
+    doc = doc or read_translator_json(folder)
+    folder = Path(doc["_folder"])
+    if direction not in doc["generators"]:
+        raise CheckpointError(
+            f"{folder} has no {direction!r} generator; it has: {', '.join(doc['generators'])}"
+        )
+    entry = doc["generators"][direction]
+    file = folder / entry["file"]
+    if Path(entry["file"]).name != entry["file"] or not file.is_file():
+        raise CheckpointError(f"{folder}: weights file {entry['file']!r} is missing")
+    try:
+        net = build_generator(entry["arch"], **entry["config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{folder}: cannot build generator {entry['arch']!r} from its config: {e}") from None
+    try:
+        state = st_load(file.read_bytes())
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{file}: not a readable safetensors file ({e})") from None
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise CheckpointError(
+            f"{file}: tensors do not match the {entry['arch']} architecture; "
+            f"missing: {missing[:10]}{' ...' if len(missing) > 10 else ''}; "
+            f"unexpected: {extra[:10]}{' ...' if len(extra) > 10 else ''}"
+        )
+    bad = [k for k in expected if expected[k].shape != state[k].shape]
+    if bad:
+        raise CheckpointError(f"{file}: tensor shapes differ from the architecture for: {bad[:10]}")
+    net.load_state_dict(state, strict=True)
+    return net.to(device)

@@ -1,0 +1,90 @@
+"""Crash-safe file writes: a reader sees the old file or the new one, never a partial one."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Union
+
+PathLike = Union[str, os.PathLike]
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(obj, path: PathLike) -> None:
+    """``torch.save`` with the same guarantees as :func:`atomic_write_bytes`."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Move the complete folder ``new`` to ``target``, replacing what was there.
+
+    At every instant either ``target`` or ``target.old`` is a complete folder: ``target`` is first
+    renamed to ``target.old``, ``new`` is renamed to ``target``, then ``target.old`` is deleted.
+    :func:`recover_dir` undoes an interruption between the two renames.
+    """
+    new, target = Path(new), Path(target)
+    old = target.with_name(target.name + ".old")
+    if old.exists() and target.exists():
+        shutil.rmtree(old)  # leftover of a crash after the second rename
+    if target.exists():
+        os.rename(target, old)
+    os.rename(new, target)
+    _fsync_dir(target.parent)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def recover_dir(target: Path) -> Path:
+    """Return the complete folder for ``target``: ``target`` itself, or ``target.old`` if a write
+    was interrupted between the renames of :func:`replace_dir` (which it then moves back)."""
+    target = Path(target)
+    old = target.with_name(target.name + ".old")
+    if not target.exists() and old.exists():
+        try:
+            os.rename(old, target)
+        except OSError:  # read-only location: read the old folder in place
+            return old
+    return target

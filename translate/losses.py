@@ -1,0 +1,55 @@
+"""Loss functions, written as pure functions of tensors.
+
+Adversarial losses take raw discriminator outputs (logits, any shape) and are computed in fp32
+so that reduced-precision autocast never changes their value range.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+GAN_MODES = ("vanilla", "lsgan", "hinge", "wgan-gp")
+
+
+def adversarial_loss(pred: torch.Tensor, real: bool, mode: str, for_discriminator: bool = True) -> torch.Tensor:
+    """GAN loss of discriminator outputs against a real/fake target.
+
+    Args:
+        pred: discriminator output, any shape (e.g. (B, 1, h, w) patch logits).
+        real: whether the target is "real".
+        mode: "vanilla" (BCE on logits), "lsgan" (least squares), "hinge" or "wgan-gp".
+        for_discriminator: hinge uses a different form for the generator step
+            (-mean(pred)); the other modes are symmetric.
+
+    Returns:
+        Scalar loss tensor.
+    """
+    pred = pred.float()
+    if mode == "vanilla":
+        target = torch.ones_like(pred) if real else torch.zeros_like(pred)
+        return F.binary_cross_entropy_with_logits(pred, target)
+    if mode == "lsgan":
+        target = torch.ones_like(pred) if real else torch.zeros_like(pred)
+        return F.mse_loss(pred, target)
+    if mode == "hinge":
+        if not for_discriminator:
+            return -pred.mean()
+        return F.relu(1.0 - pred).mean() if real else F.relu(1.0 + pred).mean()
+    if mode == "wgan-gp":
+        return -pred.mean() if real else pred.mean()
+    raise ValueError(f"unknown gan mode {mode!r}; valid: {', '.join(GAN_MODES)}")
+
+
+def gradient_penalty(disc, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP penalty (Gulrajani et al. 2017): E[(||grad D(x_hat)||_2 - 1)^2].
+
+    ``x_hat`` is a random per-sample interpolation between ``real`` and ``fake`` (B, C, H, W);
+    the graph is kept (``create_graph``) so the penalty trains the discriminator.
+    """
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    out = disc(x_hat)
+    (grad,) = torch.autograd.grad(out.float().sum(), x_hat, create_graph=True)
+    norms = grad.flatten(1).float().norm(2, dim=1)
+    return ((norms - 1.0) ** 2).mean()

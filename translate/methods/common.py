@@ -1,0 +1,126 @@
+"""Helpers shared by the training methods: the image history pool, freezing, precision."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Dict, Iterable, List, Optional
+
+import torch
+from torch import nn
+
+
+class ImagePool:
+    """History of generated images (Shrivastava et al. 2017), as used by CycleGAN.
+
+    The discriminator sees, for each new fake image, with probability 1/2 a stored older fake
+    (which is swapped out for the new one) and otherwise the new one. Randomness comes from a
+    private ``torch.Generator`` so the pool is reproducible and resumable.
+
+    Args:
+        size: number of stored images; 0 disables the pool (query returns its input).
+        seed: seed for the pool's generator.
+    """
+
+    def __init__(self, size: int, seed: int = 0):
+        self.size = size
+        self.images: List[torch.Tensor] = []
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        """Return a batch (B, C, H, W) mixing ``images`` (detached) with stored history."""
+        if self.size == 0:
+            return images.detach()
+        out = []
+        for image in images.detach():
+            image = image.unsqueeze(0)
+            if len(self.images) < self.size:
+                self.images.append(image.clone())
+                out.append(image)
+            elif torch.rand((), generator=self.generator).item() < 0.5:
+                idx = int(torch.randint(0, self.size, (), generator=self.generator))
+                out.append(self.images[idx].clone())
+                self.images[idx] = image.clone()
+            else:
+                out.append(image)
+        return torch.cat(out, 0)
+
+    def state_dict(self) -> Dict[str, object]:
+        stacked = torch.cat(self.images, 0).cpu() if self.images else torch.empty(0)
+        return {"size": self.size, "images": stacked, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: Dict[str, object], device: torch.device) -> None:
+        if state["size"] != self.size:
+            raise ValueError(f"saved image pool has size {state['size']}, this run uses {self.size}")
+        images = state["images"]
+        self.images = [im.unsqueeze(0).to(device) for im in images] if images.numel() else []
+        self.generator.set_state(state["generator"])
+
+
+def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def frozen(*nets: nn.Module):
+    """Freeze the parameters of ``nets`` inside the block (the G step must not train D)."""
+    set_requires_grad(nets, False)
+    try:
+        yield
+    finally:
+        set_requires_grad(nets, True)
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str):
+    """Autocast context for ``precision`` on ``device`` (a no-op for fp32)."""
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class Scalers:
+    """One GradScaler per optimizer for fp16 (loss scales of G and D evolve independently);
+    a pass-through otherwise."""
+
+    def __init__(self, names: Iterable[str], precision: str, device: torch.device):
+        self.enabled = precision == "fp16"
+        self.scalers = {n: torch.amp.GradScaler(device.type, enabled=self.enabled) for n in names}
+
+    def backward(self, name: str, loss: torch.Tensor) -> None:
+        self.scalers[name].scale(loss).backward()
+
+    def step(self, name: str, optimizer: torch.optim.Optimizer) -> None:
+        self.scalers[name].step(optimizer)
+        self.scalers[name].update()
+
+    def state_dict(self):
+        return {n: s.state_dict() for n, s in self.scalers.items()}
+
+    def load_state_dict(self, state) -> None:
+        for n, s in self.scalers.items():
+            if n in state and state[n]:
+                s.load_state_dict(state[n])
+
+
+def adam(params, lr: float, betas, device: torch.device) -> torch.optim.Optimizer:
+    """Adam with the fastest available implementation for ``device`` (fused on CUDA)."""
+    kwargs = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.Adam(params, lr=lr, betas=betas, **kwargs)
+
+
+def linear_decay(epochs: int, epochs_decay: int):
+    """LR multiplier for epoch e: 1 for ``epochs`` epochs, then linearly down towards 0."""
+
+    def factor(epoch: int) -> float:
+        return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
+
+    return factor
+
+
+def maybe_device(x: Optional[torch.Tensor], device: torch.device) -> Optional[torch.Tensor]:
+    return None if x is None else x.to(device, non_blocking=True)

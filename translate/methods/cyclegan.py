@@ -1,0 +1,132 @@
+"""CycleGAN (Zhu et al. 2017): two generators, two discriminators, cycle and identity losses.
+
+Update order in one step, as in the paper's reference code:
+    1. fake_b = G_a2b(real_a), rec_a = G_b2a(fake_b), fake_a = G_b2a(real_b), rec_b = G_a2b(fake_a)
+    2. G step with both D frozen: adversarial + lambda * cycle L1 + lambda * lambda_identity * identity L1
+    3. D step: each D sees its real domain as real and a fake from the history pool as fake
+``disc_b`` judges domain B (it sees ``fake_b``), ``disc_a`` judges domain A.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import CycleGANConfig, LoopConfig
+from ..losses import adversarial_loss, gradient_penalty
+from ..models import build_discriminator, build_generator
+from ..nn import init_weights
+from ..nn.inference import for_inference
+from .common import ImagePool, Scalers, adam, frozen
+from .pix2pix import discriminator_kwargs, generator_kwargs
+
+
+class CycleGAN:
+    """Networks ``gen_a2b``, ``gen_b2a``, ``disc_a``, ``disc_b``, two image pools, the train step."""
+
+    name = "cyclegan"
+    optimizer_names = ("gen", "disc")
+
+    def __init__(self, cfg: CycleGANConfig, input_nc: int, output_nc: int, device: torch.device, seed: int = 0):
+        self.cfg = cfg
+        self.device = device
+        nets = {
+            "gen_a2b": build_generator(cfg.netG, **generator_kwargs(cfg, input_nc, output_nc)),
+            "gen_b2a": build_generator(cfg.netG, **generator_kwargs(cfg, output_nc, input_nc)),
+            "disc_a": build_discriminator(cfg.netD, **discriminator_kwargs(cfg, input_nc)),
+            "disc_b": build_discriminator(cfg.netD, **discriminator_kwargs(cfg, output_nc)),
+        }
+        for net in nets.values():
+            init_weights(net, cfg.init_type, cfg.init_gain)
+        self.nets = nn.ModuleDict(nets).to(device)
+        self.generators = {"a2b": "gen_a2b", "b2a": "gen_b2a"}
+        self.pool_a = ImagePool(cfg.pool_size, seed=seed * 2 + 1)  # fakes of domain A, for disc_a
+        self.pool_b = ImagePool(cfg.pool_size, seed=seed * 2 + 2)  # fakes of domain B, for disc_b
+
+    @property
+    def size_multiple(self) -> int:
+        return self.nets["gen_a2b"].size_multiple
+
+    def make_optimizers(self, loop: LoopConfig) -> Dict[str, torch.optim.Optimizer]:
+        betas = (loop.beta1, loop.beta2)
+        gens = list(self.nets["gen_a2b"].parameters()) + list(self.nets["gen_b2a"].parameters())
+        discs = list(self.nets["disc_a"].parameters()) + list(self.nets["disc_b"].parameters())
+        return {"gen": adam(gens, loop.lr, betas, self.device), "disc": adam(discs, loop.lr, betas, self.device)}
+
+    def _disc_loss(self, disc, real: torch.Tensor, fake: torch.Tensor, amp) -> torch.Tensor:
+        mode = self.cfg.gan_mode
+        with amp:
+            pred_real = disc(real)
+            pred_fake = disc(fake)
+        loss = 0.5 * (adversarial_loss(pred_real, True, mode) + adversarial_loss(pred_fake, False, mode))
+        if mode == "wgan-gp":
+            with amp:
+                loss = loss + self.cfg.lambda_gp * gradient_penalty(disc, real, fake)
+        return loss
+
+    def train_step(self, batch, opt, scalers: Scalers, amp) -> Dict[str, torch.Tensor]:
+        """One update of both generators and both discriminators; returns detached losses."""
+        cfg, n = self.cfg, self.nets
+        g_ab, g_ba, d_a, d_b = n["gen_a2b"], n["gen_b2a"], n["disc_a"], n["disc_b"]
+        real_a, real_b = batch["a"], batch["b"]
+        mode = cfg.gan_mode
+
+        # G step (both discriminators frozen).
+        opt["gen"].zero_grad(set_to_none=True)
+        with frozen(d_a, d_b):
+            with amp:
+                fake_b = g_ab(real_a)  # (B, Cb, H, W)
+                rec_a = g_ba(fake_b)  # (B, Ca, H, W)
+                fake_a = g_ba(real_b)
+                rec_b = g_ab(fake_a)
+                pred_b = d_b(fake_b)
+                pred_a = d_a(fake_a)
+            g_a2b = adversarial_loss(pred_b, True, mode, for_discriminator=False)
+            g_b2a = adversarial_loss(pred_a, True, mode, for_discriminator=False)
+            cycle_a = F.l1_loss(rec_a.float(), real_a.float()) * cfg.lambda_a
+            cycle_b = F.l1_loss(rec_b.float(), real_b.float()) * cfg.lambda_b
+            loss_g = g_a2b + g_b2a + cycle_a + cycle_b
+            losses = {"g_a2b": g_a2b, "g_b2a": g_b2a, "cycle_a": cycle_a, "cycle_b": cycle_b}
+            if cfg.lambda_identity > 0:
+                with amp:
+                    idt_b = g_ab(real_b)  # G_a2b should leave a real B image unchanged
+                    idt_a = g_ba(real_a)
+                loss_idt_b = F.l1_loss(idt_b.float(), real_b.float()) * cfg.lambda_b * cfg.lambda_identity
+                loss_idt_a = F.l1_loss(idt_a.float(), real_a.float()) * cfg.lambda_a * cfg.lambda_identity
+                loss_g = loss_g + loss_idt_a + loss_idt_b
+                losses.update(idt_a=loss_idt_a, idt_b=loss_idt_b)
+            scalers.backward("gen", loss_g)
+        scalers.step("gen", opt["gen"])
+
+        # D step: fakes drawn from the history pools, detached from the generators.
+        opt["disc"].zero_grad(set_to_none=True)
+        fake_b_hist = self.pool_b.query(fake_b.to(real_b.dtype))
+        fake_a_hist = self.pool_a.query(fake_a.to(real_a.dtype))
+        d_b_loss = self._disc_loss(d_b, real_b, fake_b_hist, amp)
+        d_a_loss = self._disc_loss(d_a, real_a, fake_a_hist, amp)
+        scalers.backward("disc", d_a_loss + d_b_loss)
+        scalers.step("disc", opt["disc"])
+        losses.update(d_a=d_a_loss, d_b=d_b_loss)
+        return {k: v.detach() for k, v in losses.items()}
+
+    @torch.no_grad()
+    def sample(self, batch, amp) -> list:
+        """Columns real_a, fake_b, rec_a, real_b, fake_a, rec_b for the sample grid."""
+        g_ab = for_inference(self.nets["gen_a2b"])
+        g_ba = for_inference(self.nets["gen_b2a"])
+        with amp:
+            fake_b = g_ab(batch["a"]).float()
+            rec_a = g_ba(fake_b).float()
+            fake_a = g_ba(batch["b"]).float()
+            rec_b = g_ab(fake_a).float()
+        return [batch["a"], fake_b, rec_a, batch["b"], fake_a, rec_b]
+
+    def state_dict(self) -> dict:
+        return {"pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pool_a.load_state_dict(state["pool_a"], self.device)
+        self.pool_b.load_state_dict(state["pool_b"], self.device)

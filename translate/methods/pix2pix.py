@@ -1,0 +1,129 @@
+"""pix2pix (Isola et al. 2017): conditional GAN with a U-Net generator and a PatchGAN on (A, B).
+
+Update order in one step, as in the paper's reference code:
+    1. fake_b = G(real_a)
+    2. D step: D sees (real_a, real_b) as real and (real_a, fake_b.detach()) as fake
+    3. G step with D frozen: fool D on (real_a, fake_b) + lambda_l1 * |fake_b - real_b|
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import LoopConfig, Pix2PixConfig
+from ..losses import adversarial_loss, gradient_penalty
+from ..models import build_discriminator, build_generator
+from ..nn import init_weights
+from ..nn.inference import for_inference
+from .common import Scalers, adam, frozen
+
+
+def generator_kwargs(cfg, input_nc: int, output_nc: int) -> dict:
+    """Constructor arguments of the generator described by a model config."""
+    kw = dict(input_nc=input_nc, output_nc=output_nc, ngf=cfg.ngf, norm=cfg.norm, use_dropout=cfg.use_dropout)
+    if cfg.netG == "unet":
+        kw["num_downs"] = cfg.num_downs
+    if cfg.netG == "resnet":
+        kw["n_blocks"] = cfg.n_blocks
+    return kw
+
+
+def discriminator_kwargs(cfg, input_nc: int) -> dict:
+    kw = dict(input_nc=input_nc, ndf=cfg.ndf, norm=cfg.norm)
+    if cfg.netD == "n_layers":
+        kw["n_layers"] = cfg.n_layers_D
+    return kw
+
+
+class Pix2Pix:
+    """Networks ``gen_a2b`` and ``disc_b`` and their train step.
+
+    Args:
+        cfg: model section of the run configuration.
+        input_nc, output_nc: channels of domain A (input) and B (target).
+        device: where the networks live.
+    """
+
+    name = "pix2pix"
+    optimizer_names = ("gen", "disc")
+
+    def __init__(self, cfg: Pix2PixConfig, input_nc: int, output_nc: int, device: torch.device):
+        self.cfg = cfg
+        self.device = device
+        gen = build_generator(cfg.netG, **generator_kwargs(cfg, input_nc, output_nc))
+        disc = build_discriminator(cfg.netD, **discriminator_kwargs(cfg, input_nc + output_nc))
+        for net in (gen, disc):
+            init_weights(net, cfg.init_type, cfg.init_gain)
+        self.nets = nn.ModuleDict({"gen_a2b": gen, "disc_b": disc}).to(device)
+        self.generators = {"a2b": "gen_a2b"}  # direction -> net name, for the translator folder
+
+    @property
+    def size_multiple(self) -> int:
+        return self.nets["gen_a2b"].size_multiple
+
+    def make_optimizers(self, loop: LoopConfig) -> Dict[str, torch.optim.Optimizer]:
+        betas = (loop.beta1, loop.beta2)
+        return {
+            "gen": adam(self.nets["gen_a2b"].parameters(), loop.lr, betas, self.device),
+            "disc": adam(self.nets["disc_b"].parameters(), loop.lr, betas, self.device),
+        }
+
+    def train_step(self, batch, opt, scalers: Scalers, amp) -> Dict[str, torch.Tensor]:
+        """One G and one D update on ``batch`` {"a": (B, Ci, H, W), "b": (B, Co, H, W)} in [-1, 1].
+
+        Returns detached scalar losses (no host synchronisation here).
+        """
+        cfg, gen, disc = self.cfg, self.nets["gen_a2b"], self.nets["disc_b"]
+        real_a, real_b = batch["a"], batch["b"]
+        with amp:
+            fake_b = gen(real_a)  # (B, Co, H, W)
+
+        # D step: real pairs vs. generated pairs (detached: no gradient into G).
+        opt["disc"].zero_grad(set_to_none=True)
+        real_ab = torch.cat([real_a, real_b], 1)
+        fake_ab = torch.cat([real_a, fake_b.detach().to(real_a.dtype)], 1)
+        with amp:
+            pred_fake = disc(fake_ab)
+            pred_real = disc(real_ab)
+        d_fake = adversarial_loss(pred_fake, False, cfg.gan_mode)
+        d_real = adversarial_loss(pred_real, True, cfg.gan_mode)
+        loss_d = 0.5 * (d_fake + d_real)
+        losses = {"d_real": d_real, "d_fake": d_fake}
+        if cfg.gan_mode == "wgan-gp":
+            with amp:
+                gp = gradient_penalty(disc, real_ab, fake_ab)
+            loss_d = loss_d + cfg.lambda_gp * gp
+            losses["gp"] = gp
+        scalers.backward("disc", loss_d)
+        scalers.step("disc", opt["disc"])
+
+        # G step: fool the (frozen) D and stay close to the target in L1.
+        opt["gen"].zero_grad(set_to_none=True)
+        with frozen(disc):
+            with amp:
+                pred_fake = disc(torch.cat([real_a, fake_b], 1))
+            g_gan = adversarial_loss(pred_fake, True, cfg.gan_mode, for_discriminator=False)
+            g_l1 = F.l1_loss(fake_b.float(), real_b.float())
+            loss_g = g_gan + cfg.lambda_l1 * g_l1
+            scalers.backward("gen", loss_g)
+        scalers.step("gen", opt["gen"])
+        losses.update(g_gan=g_gan, g_l1=g_l1)
+        return {k: v.detach() for k, v in losses.items()}
+
+    @torch.no_grad()
+    def sample(self, batch, amp) -> list:
+        """Image columns for the sample grid: input, output, target, each (B, C, H, W)."""
+        gen = for_inference(self.nets["gen_a2b"])
+        with amp:
+            fake_b = gen(batch["a"]).float()
+        return [batch["a"], fake_b, batch["b"]]
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
