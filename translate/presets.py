@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict
 
+from .config import ConfigError
+
 Preset = Dict[str, Dict[str, Any]]
 
 
@@ -45,9 +47,9 @@ def list_presets():
 
 
 def get_preset(name: str, method: str) -> Preset:
-    """Return the named preset's sections for ``method``; ValueError lists the valid names."""
+    """Return the named preset's sections for ``method``; ConfigError lists the valid names."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; valid: {', '.join(list_presets())}")
+        raise ConfigError(f"unknown preset {name!r}; valid: {', '.join(list_presets())}")
     preset = PRESETS[name]()
     if name == "tiny":
         preset["model"].update(_TINY_MODEL[method])

@@ -1,0 +1,46 @@
+import pytest
+
+from translate.config import ConfigError, RunConfig, apply_overrides
+from translate.presets import get_preset, list_presets
+
+
+def test_round_trip_and_defaults():
+    cfg = RunConfig.from_dict({"method": "cyclegan"})
+    assert cfg.model.gan_mode == "lsgan" and cfg.model.pool_size == 50 and cfg.model.lambda_identity == 0.5
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+    p2p = RunConfig.from_dict({"method": "pix2pix"})
+    assert p2p.model.gan_mode == "vanilla" and p2p.model.lambda_l1 == 100 and p2p.model.netG == "unet_256"
+    assert p2p.loop.lr == 2e-4 and (p2p.loop.beta1, p2p.loop.beta2) == (0.5, 0.999)
+
+
+def test_unknown_keys_list_valid_ones():
+    with pytest.raises(ConfigError, match="unknown key.*lambda_L1.*valid keys.*lambda_l1"):
+        RunConfig.from_dict({"method": "pix2pix", "model": {"lambda_L1": 3}})
+    with pytest.raises(ConfigError, match="pool_size"):
+        RunConfig.from_dict({"method": "pix2pix", "model": {"pool_size": 3}})  # a CycleGAN key
+
+
+def test_types_and_choices_are_checked():
+    with pytest.raises(ConfigError, match="loop.batch_size expects int"):
+        RunConfig.from_dict({"loop": {"batch_size": "4"}})
+    with pytest.raises(ConfigError, match="gan_mode.*choose one of"):
+        RunConfig.from_dict({"model": {"gan_mode": "wgan"}})
+    with pytest.raises(ConfigError, match="load_size.*crop_size"):
+        RunConfig.from_dict({"data": {"load_size": 100, "crop_size": 128}})
+
+
+def test_set_overrides():
+    cfg = RunConfig.from_dict({"method": "pix2pix"})
+    cfg = apply_overrides(cfg, ["model.lambda_l1=50", "data.flip=false", "loop.max_steps=7", "loop.max_steps=none"])
+    assert cfg.model.lambda_l1 == 50.0 and cfg.data.flip is False and cfg.loop.max_steps is None
+    with pytest.raises(ConfigError, match="valid keys in model"):
+        apply_overrides(cfg, ["model.nope=1"])
+    with pytest.raises(ConfigError, match="section"):
+        apply_overrides(cfg, ["lambda_l1=1"])
+
+
+def test_presets():
+    assert "tiny" in list_presets()
+    assert get_preset("tiny", "pix2pix")["model"]["netG"] == "unet"
+    with pytest.raises(ValueError, match="valid"):
+        get_preset("nope", "pix2pix")

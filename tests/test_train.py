@@ -1,0 +1,163 @@
+"""The training loop: outputs, resume equality, refusals, graceful stops, crash safety."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from translate.checkpoint import load_generator, read_translator_json
+from translate.config import RunConfig
+from translate.presets import get_preset
+from translate.train.loop import TrainingError, train
+from translate.train.state import ResumeError, load_state
+
+from conftest import repo_root
+
+
+def tiny_cfg(method, data, ckpt, name="run", **loop):
+    preset = get_preset("tiny", method)
+    d = {"method": method, "name": name, "checkpoints_dir": str(ckpt),
+         "data": {**preset["data"], "root": str(data)}, "model": dict(preset["model"]),
+         "loop": {**preset["loop"], "batch_size": 2, **loop}}
+    return RunConfig.from_dict(d)
+
+
+def test_pix2pix_writes_a_complete_run(ab_data, tmp_path):
+    result = train(tiny_cfg("pix2pix", ab_data, tmp_path / "ck", max_steps=4))
+    run = result.run_dir
+    assert result.step == 4 and result.stopped_by_signal is None
+    assert (run / "run.json").is_file() and (run / "train_state" / "latest.pt").is_file()
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert {"g_gan", "g_l1", "d_real", "d_fake", "lr", "images_per_s"} <= set(log[-1])
+    assert (run / "samples" / "epoch_0001.png").is_file()  # 6 images / batch 2 = 3 steps per epoch
+    doc = read_translator_json(run)
+    assert doc["method"] == "pix2pix" and set(doc["generators"]) == {"a2b"}
+    gen = load_generator(run, "a2b")
+    state = load_state(run)  # loads with weights_only=True
+    for k, v in gen.state_dict().items():
+        assert torch.equal(v, state["nets"]["gen_a2b"][k])
+    assert not list(run.glob(".*tmp*")) and not list((run / "train_state").glob(".*tmp*"))
+
+
+def _weights(run_dir):
+    return load_state(run_dir)["nets"]
+
+
+@pytest.mark.parametrize("method", ["pix2pix", "cyclegan"])
+@pytest.mark.parametrize("first_steps", [3, 2])  # 3 = end of epoch 1, 2 = mid-epoch
+def test_resume_gives_identical_weights(method, first_steps, tmp_path):
+    from conftest import make_ab_dataset, make_unpaired_dataset
+
+    data = make_ab_dataset(tmp_path / "d") if method == "pix2pix" else make_unpaired_dataset(tmp_path / "d", 5, 6)
+    # 6 items (max of A/B for CycleGAN) at batch 2: 3 steps per epoch, 2 epochs (1 + 1 decay).
+    full = train(tiny_cfg(method, data, tmp_path / "ck", name="full"))
+    assert full.step == 6
+    part = train(tiny_cfg(method, data, tmp_path / "ck", name="part", max_steps=first_steps))
+    assert part.step == first_steps
+    resumed = train(tiny_cfg(method, data, tmp_path / "ck", name="part"), resume=True)
+    assert resumed.step == 6
+    a, b = _weights(full.run_dir), _weights(resumed.run_dir)
+    for net in a:
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), f"{net}.{k} differs after resume"
+    # the log holds each step once
+    steps = [json.loads(x)["step"] for x in (resumed.run_dir / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 7))
+
+
+def test_existing_run_is_not_overwritten(ab_data, tmp_path):
+    train(tiny_cfg("pix2pix", ab_data, tmp_path / "ck", max_steps=1))
+    before = (tmp_path / "ck" / "run" / "train_state" / "latest.pt").read_bytes()
+    with pytest.raises(TrainingError, match="--resume"):
+        train(tiny_cfg("pix2pix", ab_data, tmp_path / "ck", max_steps=1))
+    assert (tmp_path / "ck" / "run" / "train_state" / "latest.pt").read_bytes() == before
+
+
+def test_resume_with_other_architecture_is_refused(ab_data, tmp_path):
+    train(tiny_cfg("pix2pix", ab_data, tmp_path / "ck", max_steps=1))
+    cfg = tiny_cfg("pix2pix", ab_data, tmp_path / "ck", max_steps=2)
+    cfg.model.ngf = 16
+    with pytest.raises(ResumeError, match="ngf: saved 8, now 16"):
+        train(cfg, resume=True)
+
+
+def test_crop_size_must_fit_the_generator(ab_data, tmp_path):
+    cfg = tiny_cfg("pix2pix", ab_data, tmp_path / "ck", max_steps=1)
+    cfg.data.crop_size = 30
+    with pytest.raises(TrainingError, match="multiples of 32"):
+        train(cfg)
+
+
+@pytest.mark.parametrize("gan_mode", ["lsgan", "hinge", "wgan-gp"])
+def test_gan_modes_train(gan_mode, ab_data, tmp_path):
+    cfg = tiny_cfg("pix2pix", ab_data, tmp_path / "ck", max_steps=2)
+    cfg.model.gan_mode = gan_mode
+    train(cfg)
+    log = [json.loads(x) for x in (tmp_path / "ck" / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor(v)) for v in log[-1].values())
+    if gan_mode == "wgan-gp":
+        assert log[-1]["gp"] > 0
+
+
+def test_bf16_training_runs(ab_data, tmp_path):
+    result = train(tiny_cfg("pix2pix", ab_data, tmp_path / "ck", max_steps=2, precision="bf16"))
+    assert result.step == 2
+
+
+def _spawn_training(data, ckpt, extra=()):
+    cmd = [sys.executable, "-m", "translate", "train", "pix2pix", "--data", str(data), "--name", "sig",
+           "--checkpoints-dir", str(ckpt), "--preset", "tiny", "--batch-size", "1", "--epochs", "1000",
+           "--save-every", "1", "--log-every", "1", *extra]
+    env = dict(os.environ, PYTHONPATH=str(repo_root()))
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _wait_for_steps(log: Path, n: int, proc, timeout=120):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if log.exists() and len(log.read_text().splitlines()) >= n:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"training exited early: {proc.stderr.read()}")
+        time.sleep(0.05)
+    raise AssertionError("training did not reach the expected step in time")
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_resume_continues(ab_data, tmp_path):
+    ckpt = tmp_path / "ck"
+    proc = _spawn_training(ab_data, ckpt)
+    _wait_for_steps(ckpt / "sig" / "log.jsonl", 3, proc)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "--resume" in err and "Traceback" not in err
+    step = load_state(ckpt / "sig")["step"]
+    assert step >= 3 and read_translator_json(ckpt / "sig")["provenance"]["step"] == step
+    proc = _spawn_training(ab_data, ckpt, ["--resume", "--max-steps", str(step + 2)])
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert load_state(ckpt / "sig")["step"] == step + 2
+
+
+@pytest.mark.slow
+def test_sigkill_during_checkpoint_writes_never_corrupts(ab_data, tmp_path):
+    """Checkpoints are written every step; kill -9 at arbitrary moments, then everything loads."""
+    ckpt = tmp_path / "ck"
+    for i, delay in enumerate((0.0, 0.13, 0.29)):
+        extra = ["--resume"] if i else []
+        proc = _spawn_training(ab_data, ckpt, extra)
+        _wait_for_steps(ckpt / "sig" / "log.jsonl", 2 + 2 * i, proc)
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        state = load_state(ckpt / "sig")
+        assert state["step"] >= 1
+        load_generator(ckpt / "sig", "a2b")

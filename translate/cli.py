@@ -1,0 +1,226 @@
+"""The ``translate`` command line: thin adapters over the public functions.
+
+Exit status: 0 when everything asked for succeeded, 1 when a check found problems, 2 for
+usage/configuration/data errors, 128 + N when stopped by signal N (after saving).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+# option dest -> (config key, help). Every training option defaults to "not given" so that
+# presets, run.json (on --resume) and --set compose predictably.
+TRAIN_OPTIONS = {
+    "split": ("data.split", "dataset split folder to train on (train, val, test...)"),
+    "layout": ("data.layout", "dataset layout: auto, ab (A|B side by side), a_b (A/ and B/ folders), unpaired"),
+    "direction": ("data.direction", "AtoB or BtoA: which side of the data is the model input"),
+    "input_nc": ("data.input_nc", "channels of the input images: 1 (gray) or 3 (RGB)"),
+    "output_nc": ("data.output_nc", "channels of the output images: 1 or 3"),
+    "preprocess": ("data.preprocess", "resize_and_crop | crop | scale_width | scale_width_and_crop | none"),
+    "load_size": ("data.load_size", "resize images to this size first"),
+    "crop_size": ("data.crop_size", "then crop random patches of this size"),
+    "max_items": ("data.max_items", "train on the first N images only"),
+    "num_workers": ("data.num_workers", "data loader processes (default: from the CPU count)"),
+    "netG": ("model.netG", "generator: unet_128, unet_256, unet, resnet_6blocks, resnet_9blocks, resnet"),
+    "netD": ("model.netD", "discriminator: basic (70x70 PatchGAN), n_layers, pixel"),
+    "n_layers_D": ("model.n_layers_D", "discriminator depth when --netD n_layers"),
+    "ngf": ("model.ngf", "generator width (filters in the first layer)"),
+    "ndf": ("model.ndf", "discriminator width"),
+    "norm": ("model.norm", "normalisation: batch, instance, none"),
+    "init_type": ("model.init_type", "weight init: normal, xavier, kaiming, orthogonal"),
+    "gan_mode": ("model.gan_mode", "adversarial loss: vanilla, lsgan, hinge, wgan-gp"),
+    "batch_size": ("loop.batch_size", "images per step (per process)"),
+    "epochs": ("loop.epochs", "epochs at the initial learning rate"),
+    "epochs_decay": ("loop.epochs_decay", "epochs of linear learning-rate decay to zero"),
+    "max_steps": ("loop.max_steps", "stop after this many steps in total (a checkpoint is saved)"),
+    "max_minutes": ("loop.max_minutes", "stop after this many minutes of training (a checkpoint is saved)"),
+    "lr": ("loop.lr", "Adam learning rate"),
+    "seed": ("loop.seed", "random seed (data order, augmentation, init)"),
+    "device": ("loop.device", "cpu, cuda, cuda:N or auto (cuda when available)"),
+    "precision": ("loop.precision", "fp32, bf16 or fp16 (autocast; fp16 on CUDA only)"),
+    "log_every": ("loop.log_every", "steps between log.jsonl lines"),
+    "save_every": ("loop.save_every", "steps between checkpoints (one is also saved every epoch)"),
+}
+_TYPES = {"input_nc": int, "output_nc": int, "load_size": int, "crop_size": int, "max_items": int,
+          "num_workers": int, "n_layers_D": int, "ngf": int, "ndf": int, "batch_size": int, "epochs": int,
+          "epochs_decay": int, "max_steps": int, "max_minutes": float, "lr": float, "seed": int, "log_every": int, "save_every": int}
+_CHOICES = {"layout": ["auto", "ab", "a_b", "unpaired"], "direction": ["AtoB", "BtoA"],
+            "input_nc": [1, 3], "output_nc": [1, 3],
+            "preprocess": ["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"],
+            "norm": ["batch", "instance", "none"], "init_type": ["normal", "xavier", "kaiming", "orthogonal"],
+            "gan_mode": ["vanilla", "lsgan", "hinge", "wgan-gp"], "precision": ["fp32", "bf16", "fp16"]}
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _add_train_parser(sub, method: str) -> None:
+    p = sub.add_parser(method, help=f"train {method}", description=f"Train {method} on an image folder.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", required=True, help="dataset folder (see `translate check-data`)")
+    p.add_argument("--name", required=True, help="run name: outputs go to CHECKPOINTS_DIR/NAME")
+    p.add_argument("--checkpoints-dir", default="checkpoints", help="root folder of runs")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run NAME from its last checkpoint, with its saved configuration")
+    p.add_argument("--preset", help="named recipe applied before the options (see --list-presets)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override any configuration value, e.g. --set model.lambda_l1=50 (repeatable)")
+    p.add_argument("--no-flip", dest="flip", action="store_false", default=None,
+                   help="do not flip training images horizontally")
+    p.add_argument("--no-dropout", dest="use_dropout", action="store_false", default=None,
+                   help="no dropout in the generator")
+    p.add_argument("--skip-bad-images", action="store_true", default=None,
+                   help="train without unreadable images (each is named in a warning) instead of stopping")
+    for dest, (_key, help_text) in TRAIN_OPTIONS.items():
+        kw = {"dest": dest, "default": None, "help": help_text}
+        if dest in _TYPES:
+            kw["type"] = _TYPES[dest]
+        if dest in _CHOICES:
+            kw["choices"] = _CHOICES[dest]
+        p.add_argument(_flag(dest), **kw)
+    p.set_defaults(func=_cmd_train, method=method)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="translate", description="Image-to-image translation: train pix2pix / CycleGAN, inspect checkpoints.")
+    parser.add_argument("--version", action="version", version=f"translate {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, help="what to do")
+
+    train = sub.add_parser("train", help="train a model", description="Train a model.")
+    tsub = train.add_subparsers(dest="method", metavar="METHOD", required=True, help="pix2pix or cyclegan")
+    _add_train_parser(tsub, "pix2pix")
+    _add_train_parser(tsub, "cyclegan")
+
+    info = sub.add_parser("info", help="describe a checkpoint", description="Describe a checkpoint.")
+    info.add_argument("checkpoint", help="a run folder or its translator/ folder")
+    info.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    info.set_defaults(func=_cmd_info)
+
+    check = sub.add_parser("check-data", help="validate a dataset folder without training",
+                           description="Report layout, counts, sizes, channel modes, unreadable files "
+                                       "and unmatched pairs of a dataset folder.")
+    check.add_argument("data", help="dataset folder")
+    check.add_argument("--split", help="check only this split (default: all splits found)")
+    check.add_argument("--layout", default="auto", choices=_CHOICES["layout"], help="expected layout")
+    check.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    check.set_defaults(func=_cmd_check_data)
+
+    demo = sub.add_parser("demo", help="train pix2pix on a generated dataset (offline, minutes on a CPU)",
+                          description="Generate a small paired dataset offline, train pix2pix on it and "
+                                      "write sample grids.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    demo.add_argument("--out", default="checkpoints", help="checkpoints folder for the demo run")
+    demo.add_argument("--data", default="datasets/demo_shapes", help="where the generated dataset is written")
+    demo.add_argument("--name", default="demo", help="run name")
+    demo.add_argument("--minutes", type=float, default=4.0, help="training time budget")
+    demo.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    demo.add_argument("--seed", type=int, default=0, help="random seed")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def _train_config(args):
+    from .config import MODEL_CONFIGS, ConfigError, RunConfig, apply_overrides
+    from .presets import get_preset
+    from .train.loop import load_run_config
+
+    given = {dest: getattr(args, dest) for dest in TRAIN_OPTIONS if getattr(args, dest) is not None}
+    for dest, key in (("flip", "data.flip"), ("use_dropout", "model.use_dropout"),
+                      ("skip_bad_images", "data.skip_bad_images")):
+        if getattr(args, dest) is not None:
+            given[dest] = getattr(args, dest)
+    keys = {**{d: k for d, (k, _h) in TRAIN_OPTIONS.items()},
+            "flip": "data.flip", "use_dropout": "model.use_dropout", "skip_bad_images": "data.skip_bad_images"}
+
+    run_dir = Path(args.checkpoints_dir) / args.name
+    if args.resume:
+        cfg = load_run_config(run_dir)
+        d = cfg.to_dict()
+        d["data"]["root"] = args.data
+        if cfg.method != args.method:
+            raise ConfigError(f"{run_dir} is a {cfg.method} run; resume it with `translate train {cfg.method}`")
+    else:
+        d = RunConfig(method=args.method, model=MODEL_CONFIGS[args.method]()).to_dict()
+        d["data"]["root"] = args.data
+    if args.preset:
+        # On --resume a repeated preset is harmless; one that changes the model is refused later.
+        for section, values in get_preset(args.preset, args.method).items():
+            d[section].update(values)
+    d["name"], d["checkpoints_dir"] = args.name, args.checkpoints_dir
+    for dest, value in given.items():
+        section, key = keys[dest].split(".")
+        d[section][key] = value
+    cfg = RunConfig.from_dict(d)
+    return apply_overrides(cfg, args.set)
+
+
+def _cmd_train(args, argv) -> int:
+    from .train.loop import train
+
+    cfg = _train_config(args)
+    result = train(cfg, resume=args.resume, argv=argv)
+    resume_cmd = (f"translate train {cfg.method} --data {cfg.data.root} --name {cfg.name} "
+                  f"--checkpoints-dir {cfg.checkpoints_dir} --resume")
+    if result.stopped_by_signal is not None:
+        print(f"Stopped at step {result.step}; checkpoint saved in {result.run_dir}.\n"
+              f"Resume with: {resume_cmd}", file=sys.stderr)
+        return 128 + result.stopped_by_signal
+    print(f"Done at step {result.step}: translator in {result.run_dir / 'translator'}; "
+          f"inspect it with `translate info {result.run_dir}`; "
+          f"train longer with {resume_cmd} --max-steps N", file=sys.stderr)
+    return 0
+
+
+def _cmd_info(args, argv) -> int:
+    from .info import describe, format_description
+
+    desc = describe(args.checkpoint)
+    print(json.dumps(desc, indent=2) if args.json else format_description(desc))
+    return 0
+
+
+def _cmd_check_data(args, argv) -> int:
+    from .data import check_data, format_report
+
+    report = check_data(args.data, split=args.split, layout=args.layout)
+    print(json.dumps(report, indent=2, default=str) if args.json else format_report(report))
+    return 0 if report.get("ok") else 1
+
+
+def _cmd_demo(args, argv) -> int:
+    from .demo import run_demo
+
+    return run_demo(out=args.out, data=args.data, name=args.name, minutes=args.minutes,
+                    device=args.device, seed=args.seed)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    known = [ConfigError, CheckpointError]
+    try:
+        from .data import DatasetError
+        from .train.loop import TrainingError
+        from .train.state import ResumeError
+
+        known += [DatasetError, TrainingError, ResumeError]
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        return args.func(args, ["translate", *argv])
+    except tuple(known) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,205 @@
+"""Paired-consistent resize / random crop / flip, with randomness from a caller's Generator.
+
+The preprocess modes are those of the pix2pix/CycleGAN reference implementation:
+
+====================  ==================================================================
+resize_and_crop       resize to load_size x load_size, then random crop crop_size x crop_size
+crop                  random crop crop_size x crop_size from the image as it is
+scale_width           resize so width = load_size, keeping the aspect ratio (height is
+                      raised to at least crop_size, as in the reference)
+scale_width_and_crop  scale_width, then random crop crop_size x crop_size
+none                  no resize
+====================  ==================================================================
+
+Modes without a crop (scale_width, none) make variable-size outputs; they are then resized
+so height and width are multiples of ``size_multiple`` (nearest multiple, at least one
+multiple), because generators such as U-Nets only accept sizes divisible by 2**depth.
+After that, a horizontal flip with probability 0.5 unless ``flip=False``.
+
+Randomness: the crop offset and the flip are drawn from the ``rng`` passed to each call, in
+that order, and only from it (never from global state or albumentations' own generators), so
+an output is a pure function of (inputs, rng state). A and B of a pair get the same draws.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, Optional, Tuple
+
+import cv2
+import numpy as np
+
+# Albumentations checks PyPI for a newer version at import unless told not to; a training job
+# (possibly offline, possibly on many workers) should not make network requests.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+import albumentations as A  # noqa: E402
+
+PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+_CROP_MODES = ("resize_and_crop", "crop", "scale_width_and_crop")
+_LOAD_SIZE_MODES = ("resize_and_crop", "scale_width", "scale_width_and_crop")
+_RESIZE_CACHE_LIMIT = 64
+
+
+def _round_half_up(x: float) -> int:
+    return int(x + 0.5)
+
+
+def _round_to_multiple(n: int, m: int) -> int:
+    """Nearest multiple of ``m`` (halves round up), at least ``m``."""
+    return max(m, (n + m // 2) // m * m)
+
+
+class PairedTransform:
+    """Resize / random crop / horizontal flip applied identically to an A and a B image.
+
+    Args:
+        preprocess: One of ``PREPROCESS_MODES`` (see the module docstring).
+        load_size: Resize target (side for resize_and_crop, width for scale_width*).
+        crop_size: Side of the square random crop; also the minimum height for scale_width*.
+        flip: Flip horizontally with probability 0.5.
+        size_multiple: For modes without a crop, output height and width are rounded to a
+            multiple of this; for crop modes ``crop_size`` must be a multiple of it.
+
+    Raises:
+        ValueError: Unknown mode, non-positive sizes, ``load_size < crop_size`` in a mode that
+            uses load_size, or ``crop_size`` not a multiple of ``size_multiple`` in a crop mode.
+    """
+
+    def __init__(self, preprocess: str = "resize_and_crop", load_size: int = 286,
+                 crop_size: int = 256, flip: bool = True, size_multiple: int = 1):
+        if preprocess not in PREPROCESS_MODES:
+            raise ValueError(
+                f"unknown preprocess mode {preprocess!r}; "
+                f"valid modes: {', '.join(PREPROCESS_MODES)}")
+        for name, value in (("load_size", load_size), ("crop_size", crop_size),
+                            ("size_multiple", size_multiple)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if preprocess in _LOAD_SIZE_MODES and load_size < crop_size:
+            raise ValueError(
+                f"load_size ({load_size}) must be >= crop_size ({crop_size}) for preprocess "
+                f"{preprocess!r}: images are resized to load_size, then cropped to crop_size")
+        if preprocess in _CROP_MODES and crop_size % size_multiple:
+            raise ValueError(
+                f"crop_size ({crop_size}) must be a multiple of size_multiple ({size_multiple}) "
+                f"so the generator accepts the crops")
+        self.preprocess = preprocess
+        self.load_size = int(load_size)
+        self.crop_size = int(crop_size)
+        self.flip = bool(flip)
+        self.size_multiple = int(size_multiple)
+        # Albumentations transforms validate their arguments on construction (~1 ms each), so
+        # resizers are built once per (height, width, interpolation) and reused.
+        self._resizers: Dict[Tuple[int, int, int], A.Resize] = {}
+        self._hflip = A.HorizontalFlip(p=1.0)
+
+    def __repr__(self) -> str:
+        return (f"PairedTransform(preprocess={self.preprocess!r}, load_size={self.load_size}, "
+                f"crop_size={self.crop_size}, flip={self.flip}, "
+                f"size_multiple={self.size_multiple})")
+
+    # ------------------------------------------------------------------------------- sizes
+
+    def resize_size(self, height: int, width: int) -> Tuple[int, int]:
+        """``(height, width)`` after the resize step, before any crop."""
+        mode, load, crop, m = self.preprocess, self.load_size, self.crop_size, self.size_multiple
+        if mode == "resize_and_crop":
+            return load, load
+        if mode in ("scale_width", "scale_width_and_crop"):
+            h = max(_round_half_up(load * height / width), crop)
+            if mode == "scale_width":
+                return _round_to_multiple(h, m), _round_to_multiple(load, m)
+            return h, load
+        if mode == "none":
+            return _round_to_multiple(height, m), _round_to_multiple(width, m)
+        return height, width  # "crop"
+
+    def output_size(self, height: int, width: int) -> Tuple[int, int]:
+        """``(height, width)`` of the output for an input of the given size."""
+        if self.preprocess in _CROP_MODES:
+            return self.crop_size, self.crop_size
+        return self.resize_size(height, width)
+
+    def check_size(self, height: int, width: int) -> Optional[str]:
+        """Why an input of this size cannot be transformed, or None if it can."""
+        h, w = self.resize_size(height, width)
+        if self.preprocess in _CROP_MODES and (h < self.crop_size or w < self.crop_size):
+            return (f"the image is {width}x{height}, smaller than crop_size {self.crop_size} "
+                    f"for preprocess {self.preprocess!r} (use resize_and_crop or a smaller "
+                    f"crop_size)")
+        return None
+
+    # ------------------------------------------------------------------------------- apply
+
+    def _resize(self, img: np.ndarray, height: int, width: int) -> np.ndarray:
+        if img.shape[:2] == (height, width):
+            return img
+        # Area averaging when shrinking avoids aliasing; bicubic (the reference's choice)
+        # when enlarging. Both keep uint8/uint16 (saturated) and float32.
+        shrinking = height * width < img.shape[0] * img.shape[1]
+        interp = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
+        key = (height, width, interp)
+        resizer = self._resizers.get(key)
+        if resizer is None:
+            if len(self._resizers) >= _RESIZE_CACHE_LIMIT:
+                self._resizers.clear()
+            resizer = self._resizers[key] = A.Resize(height, width, interpolation=interp)
+        out = resizer(image=img)["image"]
+        return out if out.ndim == 3 else out[:, :, None]
+
+    def __call__(self, image_a: np.ndarray, image_b: Optional[np.ndarray] = None,
+                 rng: Optional[np.random.Generator] = None
+                 ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """Transforms A (and B with the same crop and flip).
+
+        Args:
+            image_a: ``(H, W, C)`` array, uint8, uint16 or float32; its size drives the
+                geometry.
+            image_b: Optional ``(H', W', C')`` array; resized to A's size first when it
+                differs, so A and B may have different sizes and channel counts.
+            rng: Source of all randomness; required when the transform is random (a crop
+                mode, or flip=True).
+
+        Returns:
+            ``(a, b)``: ``(h, w, C)`` and ``(h, w, C')`` arrays (``b`` is None when
+            ``image_b`` is), same dtypes as the inputs, with ``(h, w) = output_size(H, W)``.
+
+        Raises:
+            ValueError: Bad shapes, missing ``rng``, or an image smaller than the crop.
+        """
+        for name, img in (("image_a", image_a), ("image_b", image_b)):
+            if img is not None and (not isinstance(img, np.ndarray) or img.ndim != 3):
+                raise ValueError(f"{name} must be an (H, W, C) numpy array, got "
+                                 f"{getattr(img, 'shape', type(img).__name__)}")
+        needs_rng = self.flip or self.preprocess in _CROP_MODES
+        if needs_rng and not isinstance(rng, np.random.Generator):
+            raise ValueError("this transform is random: pass rng=np.random.Generator(...)")
+
+        height, width = image_a.shape[:2]
+        images = [image_a] if image_b is None else [image_a, self._resize(image_b, height, width)]
+
+        problem = self.check_size(height, width)
+        if problem:
+            raise ValueError(problem)
+        h, w = self.resize_size(height, width)
+        images = [self._resize(img, h, w) for img in images]
+
+        if self.preprocess in _CROP_MODES:
+            c = self.crop_size
+            top = int(rng.integers(0, h - c + 1))
+            left = int(rng.integers(0, w - c + 1))
+            # Plain slicing: an A.Crop with these coordinates would do the same, but building
+            # one per call costs ~1 ms of argument validation.
+            images = [img[top:top + c, left:left + c] for img in images]
+
+        if self.flip and rng.random() < 0.5:
+            images = [self._hflip(image=img)["image"] for img in images]
+
+        images = [np.ascontiguousarray(img) for img in images]
+        return images[0], (images[1] if image_b is not None else None)
+
+
+def build_transform(preprocess: str, load_size: int, crop_size: int, flip: bool = True,
+                    size_multiple: int = 1) -> PairedTransform:
+    """Builds the transform for a preprocess mode; see :class:`PairedTransform`."""
+    return PairedTransform(preprocess, load_size, crop_size, flip, size_multiple)

@@ -1,0 +1,368 @@
+"""The one training loop, shared by every method.
+
+It owns the step counter, the learning-rate schedule, precision, logging cadence, sample grids,
+checkpoints, resume and graceful stops. Methods only provide networks, optimizers and a
+``train_step``.
+
+Reproducibility: item ``i`` of epoch ``e`` is a pure function of (seed, e, i) (see
+``translate.data``), the order of items in an epoch is a permutation drawn from (seed, e), and the
+global torch RNG (dropout, gradient-penalty mixing) is saved with every checkpoint. A run resumed
+from a checkpoint therefore continues exactly as the uninterrupted run would have on CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..checkpoint import save_translator, versions
+from ..config import RunConfig, to_json
+from ..fsutil import atomic_write_text, recover_dir
+from ..methods import build_method
+from ..methods.common import Scalers, autocast, linear_decay
+from .logging import JsonlLog, save_grid
+from .state import ResumeError, check_same_model, load_state, save_state, set_rng_state, STATE_FILE
+
+
+class TrainingError(Exception):
+    """Training cannot start or go on; the message says why and what to do."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    epoch: int
+    stopped_by_signal: Optional[int] = None  # signal number when stopped by SIGINT/SIGTERM
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise TrainingError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"device {name!r} was asked for but CUDA is not available; use --device cpu")
+    return device
+
+
+def default_num_workers() -> int:
+    """Loader processes: leave one core to the training process, use at most 4."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+class EpochSampler(Sampler):
+    """Yields (epoch, index) pairs: a permutation of the dataset drawn from (seed, epoch),
+    starting at ``start`` (to resume in the middle of an epoch)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch, self.start = n, seed, 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self) -> Iterator:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.n, generator=g).tolist()
+        return iter([(self.epoch, i) for i in order[self.start:]])
+
+    def __len__(self) -> int:
+        return self.n - self.start
+
+
+class EpochIndexed(Dataset):
+    """Dataset wrapper taking (epoch, index) so worker processes know the epoch too."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        epoch, index = key
+        self.dataset.set_epoch(epoch)
+        return self.dataset[index]
+
+
+def _worker_init(_worker_id: int) -> None:
+    # The main process handles Ctrl-C (finishing the step and saving); workers must not die first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import cv2
+
+    cv2.setNumThreads(0)  # one decode per worker process; OpenCV threads would oversubscribe the cores
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM set a flag checked after each step; a second signal stops at once."""
+
+    def __init__(self):
+        self.signum: Optional[int] = None
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, _frame):
+        if self.signum is not None:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name} received: finishing this step and saving a checkpoint "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+
+def _build_dataset(cfg: RunConfig, size_multiple: int):
+    from ..data import build_dataset
+
+    d = cfg.data
+    return build_dataset(
+        d.root, method=cfg.method, split=d.split, layout=d.layout, direction=d.direction,
+        input_nc=d.input_nc, output_nc=d.output_nc, preprocess=d.preprocess, load_size=d.load_size,
+        crop_size=d.crop_size, flip=d.flip, size_multiple=size_multiple, seed=cfg.loop.seed,
+        skip_bad_images=d.skip_bad_images, max_items=d.max_items,
+    )
+
+
+def _check_sizes(cfg: RunConfig, size_multiple: int) -> None:
+    d = cfg.data
+    if d.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") and d.crop_size % size_multiple:
+        raise TrainingError(
+            f"generator {cfg.model.netG} needs image sides that are multiples of {size_multiple}, "
+            f"but crop_size is {d.crop_size}. Use --crop-size {max(size_multiple, d.crop_size // size_multiple * size_multiple)}"
+            " or a generator with fewer downsamplings (e.g. --netG unet_128 for 128x128 crops)."
+        )
+
+
+def _preprocessing_record(cfg: RunConfig, size_multiple: int) -> Dict:
+    d = cfg.data
+    return {
+        "input_nc": d.input_nc, "output_nc": d.output_nc, "value_range": [-1.0, 1.0],
+        "size_multiple": size_multiple, "pad_mode": "reflect", "batchnorm": "per_image",
+        "preprocess": d.preprocess, "load_size": d.load_size, "crop_size": d.crop_size,
+        "direction": d.direction,
+    }
+
+
+def _fixed_batch(dataset, count: int, device) -> Dict[str, torch.Tensor]:
+    """The same few training items at every epoch, so sample grids show progress on fixed inputs."""
+    n = len(dataset)
+    idx = sorted({round(k * (n - 1) / max(1, count - 1)) for k in range(min(count, n))})
+    dataset.set_epoch(0)
+    items = [dataset[i] for i in idx]
+    return {k: torch.stack([it[k] for it in items]).to(device) for k in ("a", "b")}
+
+
+def train(cfg: RunConfig, resume: bool = False, argv: Optional[Sequence[str]] = None) -> TrainResult:
+    """Train ``cfg.method`` on ``cfg.data.root``; write everything under ``checkpoints_dir/name``.
+
+    Args:
+        cfg: the resolved configuration (on resume, the caller loads it from run.json).
+        resume: continue from ``train_state/latest.pt``.
+        argv: the command line, recorded in run.json.
+
+    Returns:
+        TrainResult with the run folder and where training stopped.
+
+    Raises:
+        TrainingError, ResumeError, translate.data.DatasetError: with a message for the user.
+    """
+    cfg.validate()
+    run_dir = Path(cfg.checkpoints_dir) / cfg.name
+    state_path = run_dir / STATE_FILE
+    if not resume and state_path.exists():
+        raise TrainingError(
+            f"{run_dir} already holds a training run. Pass --resume to continue it, "
+            "or choose another --name (nothing was changed)."
+        )
+    if resume and not state_path.exists():
+        raise ResumeError(f"nothing to resume: {state_path} does not exist (start the run without --resume)")
+
+    loop = cfg.loop
+    device = resolve_device(loop.device)
+    if loop.precision == "fp16" and device.type != "cuda":
+        raise TrainingError("fp16 training needs a CUDA device; on CPU use --precision bf16 or fp32")
+    torch.manual_seed(loop.seed)
+    d = cfg.data
+    method = build_method(cfg.method, cfg.model, d.input_nc, d.output_nc, device,
+                          **({"seed": loop.seed} if cfg.method == "cyclegan" else {}))
+    size_multiple = method.size_multiple
+    _check_sizes(cfg, size_multiple)
+    dataset = _build_dataset(cfg, size_multiple)
+    optimizers = method.make_optimizers(loop)
+    factor = linear_decay(loop.epochs, loop.epochs_decay)
+    schedulers = {n: torch.optim.lr_scheduler.LambdaLR(o, factor) for n, o in optimizers.items()}
+    scalers = Scalers(optimizers, loop.precision, device)
+    amp = autocast(device, loop.precision)
+    model_config = dataclasses.asdict(cfg.model)
+
+    step = epoch = step_in_epoch = 0
+    if resume:
+        state = load_state(run_dir)
+        check_same_model(state["model_config"], model_config, run_dir)
+        for name, net in method.nets.items():
+            net.load_state_dict(state["nets"][name])
+        for name, opt in optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        for name, sched in schedulers.items():
+            sched.load_state_dict(state["schedulers"][name])
+        scalers.load_state_dict(state["scalers"])
+        method.load_state_dict(state["method"])
+        set_rng_state(state["rng"])
+        step, epoch, step_in_epoch = state["step"], state["epoch"], state["step_in_epoch"]
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    recover_dir(run_dir / "translator")
+    _write_run_json(run_dir, cfg, argv, device, resume, step)
+
+    bs = loop.batch_size
+    steps_per_epoch = math.ceil(len(dataset) / bs)
+    total_epochs = loop.epochs + loop.epochs_decay
+    total_steps = total_epochs * steps_per_epoch
+    if loop.max_steps is not None:
+        total_steps = min(total_steps, loop.max_steps)
+    if step >= total_steps:
+        print(f"{run_dir}: already trained for {step} steps (target {total_steps}); nothing to do. "
+              "Raise --max-steps or --epochs to train longer.", file=sys.stderr)
+        return TrainResult(run_dir, step, epoch)
+
+    num_workers = default_num_workers() if d.num_workers < 0 else d.num_workers
+    sampler = EpochSampler(len(dataset), loop.seed)
+    loader = DataLoader(
+        EpochIndexed(dataset), batch_size=bs, sampler=sampler, num_workers=num_workers,
+        pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
+        worker_init_fn=_worker_init if num_workers > 0 else None, drop_last=False,
+    )
+    fixed = _fixed_batch(dataset, loop.sample_count, device)
+    log = JsonlLog(run_dir / "log.jsonl", resume_step=step)
+    preprocessing = _preprocessing_record(cfg, size_multiple)
+    print(f"{cfg.method}: {dataset.describe()}; {steps_per_epoch} steps/epoch, training to step "
+          f"{total_steps} on {device} ({loop.precision}); outputs in {run_dir}", file=sys.stderr)
+
+    def checkpoint() -> None:
+        save_state(run_dir, step=step, epoch=epoch, step_in_epoch=step_in_epoch, model_config=model_config,
+                   nets=method.nets, optimizers=optimizers, schedulers=schedulers, scalers=scalers,
+                   method_state=method.state_dict())
+        save_translator(run_dir / "translator", cfg.method,
+                        {dirn: method.nets[name] for dirn, name in method.generators.items()},
+                        preprocessing,
+                        {"run": cfg.name, "step": step, "epoch": epoch, "data": str(d.root),
+                         "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+
+    def samples(tag: str) -> None:
+        rng = torch.get_rng_state()  # sampling must not change the training random stream
+        save_grid(method.sample(fixed, amp), run_dir / "samples" / f"{tag}.png")
+        torch.set_rng_state(rng)
+
+    from tqdm import tqdm
+
+    pbar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stderr,
+                disable=None)
+    sums: Dict[str, torch.Tensor] = {}
+    window_start, window_steps = time.perf_counter(), 0
+    stopped_by = None
+    deadline = None if loop.max_minutes is None else time.monotonic() + 60 * loop.max_minutes
+
+    def out_of_time() -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
+    with _StopRequest() as stop:
+        try:
+            while step < total_steps and epoch < total_epochs:
+                sampler.set_epoch(epoch, step_in_epoch * bs)
+                for batch in loader:
+                    batch = {k: batch[k].to(device, non_blocking=True) for k in ("a", "b")}
+                    for m in method.nets.values():
+                        m.train()
+                    losses = method.train_step(batch, optimizers, scalers, amp)
+                    step += 1
+                    step_in_epoch += 1
+                    window_steps += 1
+                    for k, v in losses.items():
+                        sums[k] = sums[k] + v if k in sums else v.clone()
+                    pbar.update(1)
+                    if step % loop.log_every == 0 or step == total_steps:
+                        elapsed = time.perf_counter() - window_start
+                        record = {"step": step, "epoch": epoch + 1,
+                                  **{k: round(v.item() / window_steps, 6) for k, v in sums.items()},
+                                  "lr": optimizers["gen"].param_groups[0]["lr"],
+                                  "images_per_s": round(window_steps * bs / max(elapsed, 1e-9), 3)}
+                        log.write(record)
+                        pbar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k not in ("step", "lr")},
+                                         refresh=False)
+                        sums, window_start, window_steps = {}, time.perf_counter(), 0
+                    if step_in_epoch == steps_per_epoch:
+                        break  # epoch end is handled below
+                    if stop.signum is not None or step >= total_steps or out_of_time():
+                        break
+                    if step % loop.save_every == 0:
+                        checkpoint()
+                if step_in_epoch == steps_per_epoch:
+                    for sched in schedulers.values():
+                        sched.step()
+                    epoch += 1
+                    step_in_epoch = 0
+                    samples(f"epoch_{epoch:04d}")
+                    checkpoint()
+                elif stop.signum is not None or step >= total_steps or out_of_time():
+                    samples(f"step_{step:07d}")
+                    checkpoint()
+                if stop.signum is not None:
+                    stopped_by = stop.signum
+                    break
+                if out_of_time():
+                    print(f"time budget of {loop.max_minutes} min reached at step {step}", file=sys.stderr)
+                    break
+        finally:
+            pbar.close()
+            log.close()
+    return TrainResult(run_dir, step, epoch, stopped_by)
+
+
+def _write_run_json(run_dir: Path, cfg: RunConfig, argv, device, resume: bool, step: int) -> None:
+    path = run_dir / "run.json"
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if resume and path.exists():
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc.setdefault("resumes", []).append({"argv": list(argv or []), "step": step, "time": now,
+                                              "device": str(device), "config": cfg.to_dict()})
+    else:
+        doc = {"config": cfg.to_dict(), "argv": list(argv or []), "created": now, "device": str(device),
+               "versions": versions()}
+    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    """The configuration a run was started with (``run.json``), for ``--resume``."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        raise ResumeError(f"nothing to resume: {path} does not exist")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return RunConfig.from_dict(doc["config"])
+    except (json.JSONDecodeError, KeyError) as e:
+        raise ResumeError(f"{path} is not a valid run description ({e})") from None

@@ -1,0 +1,82 @@
+"""Resume state: ``train_state/latest.pt``.
+
+Only tensors and plain Python values are stored, so the file loads with
+``torch.load(weights_only=True)`` (no arbitrary code runs when resuming).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict
+
+import torch
+
+from ..fsutil import atomic_torch_save
+
+STATE_VERSION = 1
+STATE_FILE = Path("train_state") / "latest.pt"
+
+
+class ResumeError(Exception):
+    """The saved state cannot continue this run; the message says why and what to do."""
+
+
+def rng_state() -> Dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+def save_state(run_dir: Path, *, step: int, epoch: int, step_in_epoch: int, model_config: Dict[str, Any],
+               nets, optimizers, schedulers, scalers, method_state) -> Path:
+    """Write the resume state atomically; returns its path."""
+    state = {
+        "version": STATE_VERSION,
+        "step": step,
+        "epoch": epoch,
+        "step_in_epoch": step_in_epoch,
+        "model_config": model_config,
+        "nets": {name: net.state_dict() for name, net in nets.items()},
+        "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+        "schedulers": {name: s.state_dict() for name, s in schedulers.items()},
+        "scalers": scalers.state_dict(),
+        "method": method_state,
+        "rng": rng_state(),
+    }
+    path = Path(run_dir) / STATE_FILE
+    atomic_torch_save(state, path)
+    return path
+
+
+def load_state(run_dir: Path) -> Dict[str, Any]:
+    path = Path(run_dir) / STATE_FILE
+    if not path.is_file():
+        raise ResumeError(f"nothing to resume in {run_dir}: {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt or foreign file
+        raise ResumeError(f"{path} cannot be loaded ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        raise ResumeError(f"{path} is not a resume state of this version of translate")
+    return state
+
+
+def check_same_model(saved: Dict[str, Any], current: Dict[str, Any], run_dir: Path) -> None:
+    """Refuse to resume when the architecture or losses differ from the saved run."""
+    diffs = [f"{k}: saved {saved.get(k)!r}, now {current.get(k)!r}"
+             for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+    if diffs:
+        raise ResumeError(
+            f"cannot resume {run_dir} with a different model: " + "; ".join(diffs)
+            + ". Resume without these options (the saved configuration is used), "
+            "or start a new run with another --name."
+        )
