@@ -61,3 +61,32 @@ def _few_threads():
 
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+def make_translator(folder: Path, method: str = "pix2pix", input_nc: int = 3, output_nc: int = 3) -> Path:
+    """A translator folder with small random-weight generators (U-Net for pix2pix, ResNet for CycleGAN)."""
+    import torch
+
+    from translate.checkpoint import save_translator
+    from translate.models import build_generator
+    from translate.nn import init_weights
+
+    torch.manual_seed(0)
+    if method == "pix2pix":
+        gens = {"a2b": build_generator("unet", input_nc=input_nc, output_nc=output_nc, num_downs=5, ngf=8)}
+    else:
+        gens = {"a2b": build_generator("resnet_6blocks", input_nc=input_nc, output_nc=output_nc, ngf=8),
+                "b2a": build_generator("resnet_6blocks", input_nc=output_nc, output_nc=input_nc, ngf=8)}
+    for g in gens.values():
+        init_weights(g)
+    pre = {"input_nc": input_nc, "output_nc": output_nc, "size_multiple": gens["a2b"].size_multiple,
+           "batchnorm": "per_image", "crop_size": 64, "value_range": [-1.0, 1.0], "pad_mode": "reflect"}
+    save_translator(folder / "translator", method, gens, pre, {"step": 0})
+    return folder
+
+
+def write_image_file(path: Path, img: np.ndarray) -> Path:
+    from translate.data.io import write_image
+
+    write_image(path, img)
+    return path

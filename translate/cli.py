@@ -104,6 +104,37 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print machine-readable JSON")
     info.set_defaults(func=_cmd_info)
 
+    conv = sub.add_parser(
+        "convert", help="translate a folder of images with a trained checkpoint",
+        description="Translate every image under INPUT into OUTPUT, mirroring relative paths. Existing outputs "
+                    "are skipped (re-run to finish an interrupted job); bad files are listed in "
+                    "OUTPUT/failed.jsonl and make the exit status 1.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    conv.add_argument("checkpoint", help="a run folder or its translator/ folder")
+    conv.add_argument("input", help="image folder (recursive), one image file, or - to read paths from stdin")
+    conv.add_argument("output", help="output folder (created)")
+    conv.add_argument("--direction", choices=["a2b", "b2a"], help="which generator (required for CycleGAN)")
+    conv.add_argument("--batch-size", type=int, default=4, help="images per network call (same-size images)")
+    conv.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    conv.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                      help="inference precision (autocast)")
+    conv.add_argument("--ext", default="same", choices=["same", "png", "jpg", "webp", "tif"],
+                      help="output format; same keeps each input's format")
+    conv.add_argument("--quality", type=int, default=None, help="JPEG/WebP quality 1-100 (default: 95 / lossless)")
+    conv.add_argument("--overwrite", action="store_true", help="replace existing outputs instead of skipping them")
+    conv.add_argument("--in-place-ok", action="store_true",
+                      help="allow OUTPUT equal to or inside INPUT (input files are still never replaced)")
+    conv.add_argument("--resize", type=int, default=None, metavar="SIDE",
+                      help="translate at SIDE x SIDE (e.g. the training size) and resize back; default: native size")
+    conv.add_argument("--tile-pixels", type=int, default=2048 * 2048,
+                      help="images with more pixels are translated in overlapping tiles")
+    conv.add_argument("--tile-overlap", type=int, default=64, help="tile overlap in pixels (feathered)")
+    conv.add_argument("--max-pixels", type=int, default=None,
+                      help="refuse images with more pixels than this (decompression-bomb guard; default 2^28)")
+    conv.add_argument("--workers", type=int, default=None, help="decode/encode threads (default: from CPU count)")
+    conv.add_argument("--no-progress", action="store_true", help="no progress bar")
+    conv.set_defaults(func=_cmd_convert)
+
     check = sub.add_parser("check-data", help="validate a dataset folder without training",
                            description="Report layout, counts, sizes, channel modes, unreadable files "
                                        "and unmatched pairs of a dataset folder.")
@@ -178,6 +209,37 @@ def _cmd_train(args, argv) -> int:
     return 0
 
 
+def _cmd_convert(args, argv) -> int:
+    import signal
+
+    from .translator import Translator
+
+    paths = None
+    if args.input == "-":
+        paths = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    t = Translator.load(args.checkpoint, device=args.device, precision=args.precision,
+                        tile_pixels=args.tile_pixels, tile_overlap=args.tile_overlap)
+
+    def on_term(signum, _frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        summary = t.translate_folder(args.input, args.output, direction=args.direction,
+                                     batch_size=args.batch_size, ext=args.ext, quality=args.quality,
+                                     overwrite=args.overwrite, in_place_ok=args.in_place_ok, resize=args.resize,
+                                     max_pixels=args.max_pixels, workers=args.workers, paths=paths,
+                                     progress=not args.no_progress)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    for path, reason in summary.failures:
+        print(f"failed: {path}: {reason}", file=sys.stderr)
+    print(summary.line(), file=sys.stderr)
+    if summary.interrupted:
+        return 130
+    return 1 if summary.failures else 0
+
+
 def _cmd_info(args, argv) -> int:
     from .info import describe, format_description
 
@@ -207,13 +269,14 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    known = [ConfigError, CheckpointError]
+    known = [ConfigError, CheckpointError, ValueError]
     try:
+        from .convert import ConvertError
         from .data import DatasetError
         from .train.loop import TrainingError
         from .train.state import ResumeError
 
-        known += [DatasetError, TrainingError, ResumeError]
+        known += [ConvertError, DatasetError, TrainingError, ResumeError]
     except ImportError:  # pragma: no cover
         pass
     try:

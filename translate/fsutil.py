@@ -11,6 +11,10 @@ from typing import Union
 
 PathLike = Union[str, os.PathLike]
 
+# The umask can only be read by setting it; done once at import, before any writer threads.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def _fsync_dir(path: Path) -> None:
     try:
@@ -26,15 +30,21 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, then rename."""
+    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, then rename.
+
+    The temp file is hidden (``.NAME.XXXX.tmp``) so a crash leftover is never taken for an image
+    by folder listings; :func:`remove_stale_temp_files` cleans such leftovers.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates the file private (0600); give it the mode a plain open() would.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -43,6 +53,19 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
             pass
         raise
     _fsync_dir(path.parent)
+
+
+TEMP_SUFFIX = ".tmp"
+
+
+def remove_stale_temp_files(folder: PathLike) -> int:
+    """Delete temp files that :func:`atomic_write_bytes` left behind in a crash; returns how many."""
+    count = 0
+    for tmp in Path(folder).rglob(f".*{TEMP_SUFFIX}"):
+        if tmp.is_file() and tmp.name.count(".") >= 3:
+            tmp.unlink(missing_ok=True)
+            count += 1
+    return count
 
 
 def atomic_write_text(path: PathLike, text: str) -> None:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
 import cv2
 import numpy as np
 import torch
+
+from ..fsutil import atomic_write_bytes
 
 PathLike = Union[str, os.PathLike]
 
@@ -380,9 +381,6 @@ def tensor_to_image(t: torch.Tensor, dtype=np.uint8) -> np.ndarray:
 
 _SIXTEEN_BIT_EXTENSIONS = (".png", ".tif", ".tiff")
 _ALPHA_EXTENSIONS = (".png", ".tif", ".tiff", ".webp", ".bmp")
-# The umask can only be read by setting it; done once at import, before any writer threads.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 def write_image(path: PathLike, img: np.ndarray, quality: Optional[int] = None) -> None:
@@ -434,24 +432,4 @@ def write_image(path: PathLike, img: np.ndarray, quality: Optional[int] = None) 
     ok, encoded = cv2.imencode(ext, bgr, params)
     if not ok:
         raise ValueError(f"{path}: OpenCV cannot encode a {img.shape} {img.dtype} image as {ext}")
-    _atomic_write_bytes(path, encoded.tobytes())
-
-
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Hidden name: a temp file left by a crash is skipped by list_images.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file private (0600); give it the mode a plain open() would.
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_bytes(path, encoded.tobytes())

@@ -1,0 +1,291 @@
+"""Batch conversion of image folders: ``translate convert`` and ``Translator.translate_folder``.
+
+Guarantees:
+- inputs are never written to: OUTPUT equal to or inside INPUT is refused unless asked for
+  (``in_place_ok``), and even then no output may replace an input file;
+- existing outputs are kept (and skipped) unless ``overwrite``: re-running after an interruption
+  converts only what is missing;
+- every output is written atomically (temp file + rename): no half-written images, ever;
+- a bad input file is reported by path and reason, listed in ``OUTPUT/failed.jsonl``, and the
+  rest are converted.
+
+Decoding and encoding run in threads (OpenCV releases the GIL) overlapped with the network,
+which sees batches of same-size images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections import OrderedDict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from .fsutil import atomic_write_text, remove_stale_temp_files
+
+FAILED_FILE = "failed.jsonl"
+OUTPUT_EXTS = ("same", "png", "jpg", "webp", "tif")
+
+
+class ConvertError(Exception):
+    """The conversion cannot start (bad paths, unsafe output); nothing was written."""
+
+
+@dataclass
+class ConvertSummary:
+    output: Path
+    total: int = 0
+    converted: int = 0
+    skipped: int = 0  # outputs that already existed
+    failures: List[Tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    def line(self) -> str:
+        rate = self.converted / self.seconds if self.seconds > 0 else 0.0
+        text = (f"converted {self.converted}, skipped {self.skipped} (already done), failed {self.failed} "
+                f"of {self.total} in {self.seconds:.1f}s ({rate:.2f} img/s)")
+        if self.failures:
+            text += f"; failures listed in {self.output / FAILED_FILE}"
+        if self.interrupted:
+            text += "; INTERRUPTED: run the same command again to finish"
+        return text
+
+
+def list_inputs(input: Union[str, Path], paths: Optional[Sequence[Union[str, Path]]] = None):
+    """Resolve INPUT to (base folder, [files]); outputs mirror paths relative to the base.
+
+    Args:
+        input: a folder (searched recursively), a single image file, or "-" with ``paths``
+            (e.g. read from stdin); listed paths are mirrored relative to their common folder.
+    """
+    from .data.discover import list_images
+
+    if str(input) == "-":
+        files = [Path(p) for p in (paths or []) if str(p).strip()]
+        if not files:
+            raise ConvertError("no input paths were given on standard input")
+        missing = [str(p) for p in files if not p.is_file()]
+        if missing:
+            raise ConvertError(f"{len(missing)} listed input(s) are not files: " + ", ".join(missing[:10]))
+        base = Path(os.path.commonpath([str(p.resolve().parent) for p in files]))
+        return base, [p.resolve() for p in files]
+    input = Path(input)
+    if input.is_file():
+        return input.resolve().parent, [input.resolve()]
+    if input.is_dir():
+        files = list_images(input)
+        if not files:
+            raise ConvertError(f"{input} holds no images (jpg, jpeg, png, bmp, tif, tiff, webp)")
+        return input.resolve(), [Path(f).resolve() for f in files]
+    raise ConvertError(f"input {input} does not exist")
+
+
+def _out_path(src: Path, base: Path, output: Path, ext: str) -> Path:
+    rel = src.relative_to(base)
+    if ext != "same":
+        rel = rel.with_suffix("." + ext)
+    return output / rel
+
+
+def plan(base: Path, files: List[Path], output: Path, ext: str, overwrite: bool, in_place_ok: bool,
+         folder_input: bool = True):
+    """Pair inputs with outputs and apply the safety rules. Returns (todo, skipped, failures).
+
+    For a folder input, OUTPUT may not be the folder or inside it unless ``in_place_ok``; for any
+    input, an output that would replace an input file is a failure for that file.
+    """
+    out_res = output.resolve()
+    if folder_input and not in_place_ok and (out_res == base or base in out_res.parents):
+        raise ConvertError(
+            f"output {output} is {'the input folder' if out_res == base else 'inside the input folder'} "
+            f"{base}; choose an output folder outside it (or pass --in-place-ok to allow it: inputs "
+            "are still never overwritten)")
+    inputs = set(files)
+    todo, skipped, failures, seen = [], 0, [], {}
+    for src in files:
+        if folder_input and out_res != base and out_res in src.parents:
+            continue  # earlier outputs inside the input tree are not inputs
+        dst = _out_path(src, base, output, ext)
+        if dst.resolve() in inputs:
+            failures.append((str(src), f"its output {dst} would overwrite an input file; use another --ext "
+                                       "or output folder"))
+            continue
+        if dst in seen:
+            failures.append((str(src), f"its output {dst} is also the output of {seen[dst]}; use --ext same"))
+            continue
+        seen[dst] = src
+        if dst.exists() and not overwrite:
+            skipped += 1
+            continue
+        todo.append((src, dst))
+    return todo, skipped, failures
+
+
+def _fit_format(arr: np.ndarray, dst: Path) -> np.ndarray:
+    """Adapt an output array to what its file format stores (JPEG: 8-bit, no alpha)."""
+    from .data.io import to_channels
+
+    ext = dst.suffix.lower()
+    if arr.dtype == np.uint16 and ext not in (".png", ".tif", ".tiff"):
+        arr = np.rint(arr.astype(np.float32) / 257.0).astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[2] in (2, 4) and ext in (".jpg", ".jpeg"):
+        arr = to_channels(arr[:, :, :-1], arr.shape[2] - 1) if arr.shape[2] == 2 else to_channels(arr, 3)
+    if arr.ndim == 3 and arr.shape[2] == 2:  # gray + alpha: formats store it as RGBA
+        arr = np.concatenate([np.repeat(arr[:, :, :1], 3, axis=2), arr[:, :, 1:]], axis=2)
+    return arr
+
+
+def convert(translator, input, output, *, direction: Optional[str] = None, batch_size: int = 4,
+            ext: str = "same", quality: Optional[int] = None, overwrite: bool = False,
+            in_place_ok: bool = False, resize=None, max_pixels: Optional[int] = None,
+            workers: Optional[int] = None, paths: Optional[Sequence] = None, progress: bool = True,
+            shard: Tuple[int, int] = (0, 1)) -> ConvertSummary:
+    """Translate every image of ``input`` into ``output``, mirroring relative paths.
+
+    Args:
+        translator: a loaded :class:`translate.Translator`.
+        input: folder (recursive), single file, or "-" with ``paths``.
+        output: output folder (created).
+        direction: "a2b"/"b2a" (required for CycleGAN translators).
+        batch_size: images per network call (same-size images are grouped).
+        ext: "same" (keep each input's format) or png, jpg, webp, tif.
+        quality: JPEG/WebP quality 1-100.
+        overwrite: replace existing outputs (default: skip them).
+        in_place_ok: allow OUTPUT equal to or inside INPUT (inputs are still never replaced).
+        resize: see :meth:`Translator.__call__`.
+        max_pixels: refuse inputs with more pixels than this (decompression-bomb guard).
+        workers: decode/encode threads (default: from the CPU count).
+        shard: (rank, world size): convert only every world-th file starting at rank.
+
+    Returns:
+        ConvertSummary; its ``failures`` are also written to ``output/failed.jsonl``.
+    """
+    from .data.io import DEFAULT_MAX_PIXELS, ImageReadError, read_image, write_image
+
+    if ext not in OUTPUT_EXTS:
+        raise ConvertError(f"unknown output extension {ext!r}; valid: {', '.join(OUTPUT_EXTS)}")
+    if batch_size < 1:
+        raise ConvertError(f"batch size must be >= 1, got {batch_size}")
+    if quality is not None and not 1 <= quality <= 100:
+        raise ConvertError(f"quality must be within 1-100, got {quality}")
+    direction = translator._direction(direction)
+    max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    output = Path(output)
+    base, files = list_inputs(input, paths)
+    rank, world = shard
+    files = files[rank::world]
+    todo, skipped, failures = plan(base, files, output, ext, overwrite, in_place_ok,
+                                   folder_input=str(input) != "-" and Path(input).is_dir())
+    output.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(output)
+    summary = ConvertSummary(output=output, total=len(files), skipped=skipped, failures=failures)
+    workers = workers or max(2, min(8, (os.cpu_count() or 2)))
+    t0 = time.perf_counter()
+
+    def decode(src: Path):
+        arr = read_image(src, max_pixels=max_pixels)
+        return arr, translator.prepare(arr, direction, resize)
+
+    def encode(arr: np.ndarray, dst: Path) -> None:
+        write_image(dst, _fit_format(arr, dst), quality=quality)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), unit="img", disable=not progress or None, file=sys.stderr, dynamic_ncols=True)
+    window = max(2 * batch_size, 2 * workers)
+    pending_writes: deque = deque()
+    groups: "OrderedDict[tuple, list]" = OrderedDict()
+
+    def fail(src, reason):
+        summary.failures.append((str(src), reason))
+        bar.set_postfix(failed=summary.failed, refresh=False)
+
+    def drain_writes(limit: int) -> None:
+        while len(pending_writes) > limit:
+            src, dst, fut = pending_writes.popleft()
+            try:
+                fut.result()
+                summary.converted += 1
+            except (OSError, ValueError) as e:
+                fail(src, f"cannot write {dst}: {e}")
+            bar.update(1)
+
+    def run_group(items) -> None:
+        x = torch.stack([it[2][0] for it in items])
+        try:
+            y = translator.translate_tensor(x, direction)
+        except RuntimeError as e:  # e.g. out of memory on one batch: report, keep going
+            for src, *_ in items:
+                fail(src, f"translation failed: {e}")
+                bar.update(1)
+            return
+        for (src, dst, (x_i, alpha, dtype, squeeze), hw), y_i in zip(items, y):
+            arr = translator.finish(y_i, hw, alpha, dtype, squeeze)
+            pending_writes.append((src, dst, writer.submit(encode, arr, dst)))
+        drain_writes(2 * workers)
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as reader, \
+            ThreadPoolExecutor(max(1, workers // 2), thread_name_prefix="encode") as writer:
+        inflight: deque = deque()
+        queue = iter(todo)
+        try:
+            while True:
+                while len(inflight) < window:
+                    nxt = next(queue, None)
+                    if nxt is None:
+                        break
+                    inflight.append((nxt[0], nxt[1], reader.submit(decode, nxt[0])))
+                if not inflight:
+                    break
+                src, dst, fut = inflight.popleft()
+                try:
+                    arr, prepared = fut.result()
+                except ImageReadError as e:
+                    fail(src, e.reason)
+                    bar.update(1)
+                    continue
+                except ValueError as e:  # e.g. a channel layout the translator cannot use
+                    fail(src, str(e))
+                    bar.update(1)
+                    continue
+                key = tuple(prepared[0].shape)
+                group = groups.setdefault(key, [])
+                group.append((src, dst, prepared, arr.shape[:2]))
+                pixels = key[-1] * key[-2] * len(group)
+                if len(group) >= batch_size or pixels >= translator.tile_pixels:
+                    run_group(groups.pop(key))
+                elif len(groups) > window:  # many different sizes: flush the oldest group
+                    run_group(groups.pop(next(iter(groups))))
+            while groups:
+                run_group(groups.pop(next(iter(groups))))
+            drain_writes(0)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            for _s, _d, fut in inflight:
+                fut.cancel()
+            drain_writes(0)  # finish what is being written (each write is atomic anyway)
+        finally:
+            bar.close()
+            summary.seconds = time.perf_counter() - t0
+            _write_failures(output, summary.failures)
+    return summary
+
+
+def _write_failures(output: Path, failures: List[Tuple[str, str]]) -> None:
+    path = output / FAILED_FILE
+    if failures:
+        atomic_write_text(path, "".join(json.dumps({"path": p, "reason": r}) + "\n" for p, r in failures))
+    elif path.exists():
+        path.unlink()  # a previous run's list; everything it named has now been handled

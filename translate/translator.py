@@ -1,0 +1,361 @@
+"""``Translator``: a trained generator as a callable object, for pipelines and for ``convert``.
+
+    from translate import Translator
+    t = Translator.load("checkpoints/facades")        # run folder or its translator/ folder
+    out = t(pil_image)                                 # PIL -> PIL; numpy -> numpy of the same dtype
+    y = t.translate_tensor(x)                          # (B, C, H, W) in [-1, 1] -> same H, W
+
+Any input size works: the image is padded (reflect) to the generator's size multiple and the
+output cropped back, so output pixels stay aligned with input pixels. Images above a pixel
+budget go through overlapping tiles blended with feathered weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import CheckpointError, load_generator, read_translator_json
+from .nn.inference import for_inference
+
+DEFAULT_TILE_PIXELS = 2048 * 2048  # images above this many pixels are translated in tiles
+DEFAULT_TILE_OVERLAP = 64
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+ImageLike = Union["PIL.Image.Image", np.ndarray, str, Path]  # noqa: F821
+
+
+class Translator:
+    """A loaded translator: one generator per direction, in eval mode, without gradients.
+
+    Build it with :meth:`load`. Thread-compatible for reading; one call at a time per instance.
+    """
+
+    def __init__(self, doc: Dict[str, Any], generators: Dict[str, torch.nn.Module], device: torch.device,
+                 precision: str = "fp32", tile_pixels: int = DEFAULT_TILE_PIXELS,
+                 tile_overlap: int = DEFAULT_TILE_OVERLAP):
+        self.doc = doc
+        self.generators = generators
+        self.device = device
+        self.precision = precision
+        self.tile_pixels = tile_pixels
+        self.tile_overlap = tile_overlap
+        pre = doc["preprocessing"]
+        self.size_multiple = int(pre.get("size_multiple", 1))
+        self.method = doc["method"]
+        self.preprocessing = pre
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, checkpoint: Union[str, Path], device: Union[str, torch.device, None] = None,
+             precision: Optional[str] = None, batchnorm: Optional[str] = None,
+             tile_pixels: int = DEFAULT_TILE_PIXELS, tile_overlap: int = DEFAULT_TILE_OVERLAP) -> "Translator":
+        """Load a translator folder (or the run folder that holds one).
+
+        Args:
+            checkpoint: local path to ``<run>/translator`` or ``<run>``.
+            device: "cpu", "cuda", "cuda:N" or None (CUDA when available).
+            precision: "fp32" (default), "bf16" or "fp16" (autocast; fp16 on CUDA only).
+            batchnorm: override how batch-norm layers normalise at inference: "per_image"
+                (default, as trained at batch size 1) or "running" (running averages).
+            tile_pixels: images with more pixels than this are translated in tiles.
+            tile_overlap: overlap between tiles in pixels (blended with feathered weights).
+
+        Raises:
+            CheckpointError: the path is not a local translator folder, or its contents are invalid.
+        """
+        if isinstance(checkpoint, str) and "://" in checkpoint:
+            raise CheckpointError(f"{checkpoint!r}: only local translator folders can be loaded "
+                                  "(a run folder or its translator/ folder)")
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise CheckpointError(f"device {device} was asked for but CUDA is not available")
+        precision = precision or "fp32"
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+        if precision == "fp16" and device.type != "cuda":
+            raise ValueError("fp16 inference needs a CUDA device; on CPU use bf16 or fp32")
+        doc = read_translator_json(checkpoint)
+        mode = batchnorm or doc["preprocessing"].get("batchnorm", "per_image")
+        gens = {}
+        for direction in doc["generators"]:
+            net = load_generator(doc["_folder"], direction, device=device, doc=doc)
+            net = for_inference(net, batchnorm=mode, copy_net=False)
+            if device.type == "cuda" or precision != "fp32":
+                net = net.to(memory_format=torch.channels_last)
+            gens[direction] = net
+        return cls(doc, gens, device, precision, tile_pixels, tile_overlap)
+
+    @property
+    def directions(self) -> List[str]:
+        return list(self.generators)
+
+    def _direction(self, direction: Optional[str]) -> str:
+        if direction is None:
+            if len(self.generators) > 1:
+                raise ValueError(f"this {self.method} translator has directions {', '.join(self.generators)}; "
+                                 "pass direction=")
+            return next(iter(self.generators))
+        if direction not in self.generators:
+            raise ValueError(f"direction {direction!r} is not in this translator; it has: "
+                             f"{', '.join(self.generators)}")
+        return direction
+
+    def channels(self, direction: Optional[str] = None) -> Tuple[int, int]:
+        """(input channels, output channels) of the generator for ``direction``."""
+        cfg = self.generators[self._direction(direction)].config
+        return cfg["input_nc"], cfg["output_nc"]
+
+    def _autocast(self):
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    # ------------------------------------------------------------------ tensors
+    @torch.inference_mode()
+    def translate_tensor(self, x: torch.Tensor, direction: Optional[str] = None) -> torch.Tensor:
+        """Translate a batch ``(B, C_in, H, W)`` in [-1, 1] to ``(B, C_out, H, W)`` in [-1, 1].
+
+        Any H and W: reflect-padded to the size multiple and cropped back; batches whose images
+        exceed the tile pixel budget are translated tile by tile.
+        """
+        direction = self._direction(direction)
+        if not isinstance(x, torch.Tensor) or x.ndim != 4:
+            raise ValueError(f"expected a (B, C, H, W) tensor, got {type(x).__name__} "
+                             f"{tuple(getattr(x, 'shape', ()))}")
+        c_in, _ = self.channels(direction)
+        if x.shape[1] != c_in:
+            raise ValueError(f"the {direction} generator takes {c_in} channels, got {x.shape[1]}")
+        src_device = x.device
+        x = x.to(self.device, torch.float32)
+        h, w = x.shape[-2:]
+        if h * w > self.tile_pixels:
+            out = self._tiled(x, direction)
+        else:
+            out = self._padded(x, direction)
+        return out.to(src_device)
+
+    def _run(self, x: torch.Tensor, direction: str) -> torch.Tensor:
+        net = self.generators[direction]
+        if self.device.type == "cuda" or self.precision != "fp32":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            y = net(x)
+        return y.float().clamp_(-1, 1)
+
+    def _padded(self, x: torch.Tensor, direction: str) -> torch.Tensor:
+        m = self.size_multiple
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            x = _reflect_pad(x, ph, pw)
+        return self._run(x, direction)[..., :h, :w]
+
+    def _tiled(self, x: torch.Tensor, direction: str) -> torch.Tensor:
+        """Overlapping tiles of at most ``tile_pixels`` pixels, blended with feathered weights."""
+        m = self.size_multiple
+        b, _, h, w = x.shape
+        side = max(m, int(self.tile_pixels ** 0.5) // m * m)
+        overlap = min(self.tile_overlap, side // 2)
+        th, tw = min(side, _round_up(h, m)), min(side, _round_up(w, m))
+        # Pad so every tile lies inside the (padded) image; crop back at the end.
+        H, W = max(h, th), max(w, tw)
+        xp = _reflect_pad(x, H - h, W - w) if (H, W) != (h, w) else x
+        _, c_out = self.channels(direction)
+        out = torch.zeros(b, c_out, H, W, device=x.device)
+        weight = torch.zeros(1, 1, H, W, device=x.device)
+        ramp = _feather(th, tw, overlap, x.device)
+        for y0 in _starts(H, th, overlap):
+            for x0 in _starts(W, tw, overlap):
+                tile = xp[..., y0:y0 + th, x0:x0 + tw]
+                out[..., y0:y0 + th, x0:x0 + tw] += self._run(tile, direction) * ramp
+                weight[..., y0:y0 + th, x0:x0 + tw] += ramp
+        return (out / weight)[..., :h, :w]
+
+    # ------------------------------------------------------------------ images
+    def __call__(self, images, direction: Optional[str] = None, resize=None):
+        """Translate one image or a list of images.
+
+        Args:
+            images: a PIL image, a numpy array ``(H, W)`` / ``(H, W, C)`` (uint8, uint16 or float
+                in [0, 1]), a path, or a list of these.
+            direction: "a2b" or "b2a"; required when the translator has both.
+            resize: None (translate at the input's own size), True (at the training crop size),
+                an int (square side) or (width, height); the output is resized back to the input
+                size either way.
+
+        Returns:
+            The same kind as the input: PIL in, PIL out; numpy in, numpy of the same dtype out;
+            a path in, a numpy array out. A list gives a list. Alpha is carried over unchanged.
+        """
+        if isinstance(images, (list, tuple)):
+            return [self._one(im, direction, resize) for im in images]
+        return self._one(images, direction, resize)
+
+    def _one(self, image, direction, resize):
+        from .data.io import read_image
+
+        direction = self._direction(direction)
+        kind = "numpy"
+        if isinstance(image, (str, Path)):
+            arr = read_image(image)
+        elif _is_pil(image):
+            kind, arr = "pil", _pil_to_array(image)
+        elif isinstance(image, np.ndarray):
+            arr = image
+        else:
+            raise TypeError(f"expected a PIL image, numpy array or path, got {type(image).__name__}")
+        out = self.translate_array(arr, direction, resize)
+        return _array_to_pil(out) if kind == "pil" else out
+
+    def translate_array(self, arr: np.ndarray, direction: Optional[str] = None, resize=None) -> np.ndarray:
+        """numpy ``(H, W)`` / ``(H, W, C)`` -> translated array of the same dtype and size."""
+        x, alpha, dtype, squeeze = self.prepare(arr, direction, resize)
+        y = self.translate_tensor(x[None], direction)[0]
+        return self.finish(y, arr.shape[:2], alpha, dtype, squeeze)
+
+    def prepare(self, arr: np.ndarray, direction: Optional[str] = None, resize=None):
+        """Split an image array into the network input (C, h, w) in [-1, 1] and what ``finish`` needs."""
+        from .data.io import image_to_tensor, to_channels
+
+        if not isinstance(arr, np.ndarray) or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
+            raise ValueError(f"expected an (H, W) or (H, W, C) image with C in 1-4, got shape "
+                             f"{getattr(arr, 'shape', None)}")
+        if arr.dtype not in (np.uint8, np.uint16) and not np.issubdtype(arr.dtype, np.floating):
+            raise ValueError(f"unsupported image dtype {arr.dtype}: use uint8, uint16 or float in [0, 1]")
+        squeeze = arr.ndim == 2
+        img = arr[:, :, None] if squeeze else arr
+        alpha = None
+        if img.shape[2] in (2, 4):  # gray+alpha or RGBA: alpha is carried over, not translated
+            alpha, img = img[:, :, -1:], img[:, :, :-1]
+        c_in, _ = self.channels(direction)
+        x = image_to_tensor(to_channels(img, c_in))
+        size = self._resize_target(resize)
+        if size is not None:
+            x = F.interpolate(x[None], size=(size[1], size[0]), mode="bicubic", align_corners=False)[0]
+            x = x.clamp(-1, 1)
+        return x, alpha, arr.dtype, squeeze
+
+    def finish(self, y: torch.Tensor, hw, alpha, dtype, squeeze: bool) -> np.ndarray:
+        """Network output (C, h, w) in [-1, 1] -> image array of ``dtype`` and size ``hw``."""
+        from .data.io import tensor_to_image
+
+        if tuple(y.shape[-2:]) != tuple(hw):
+            y = F.interpolate(y[None].float(), size=tuple(hw), mode="bicubic", align_corners=False)[0]
+        out_dtype = np.float32 if np.issubdtype(np.dtype(dtype), np.floating) else dtype
+        out = tensor_to_image(y, out_dtype)
+        if alpha is not None:
+            out = np.concatenate([out, alpha.astype(out.dtype, copy=False)], axis=2)
+        if squeeze and out.shape[2] == 1:
+            out = out[:, :, 0]
+        return out
+
+    def _resize_target(self, resize) -> Optional[Tuple[int, int]]:
+        if resize is None or resize is False:
+            return None
+        if resize is True:
+            side = int(self.preprocessing.get("crop_size") or 256)
+            return side, side
+        if isinstance(resize, int):
+            return resize, resize
+        if isinstance(resize, (tuple, list)) and len(resize) == 2:
+            return int(resize[0]), int(resize[1])
+        raise ValueError(f"resize must be None, True, an int or (width, height), got {resize!r}")
+
+    def translate_folder(self, input, output, **options):
+        """Translate every image under ``input`` into ``output`` (same relative paths).
+
+        See :func:`translate.convert.convert` for the options; returns its summary.
+        """
+        from .convert import convert
+
+        return convert(self, input, output, **options)
+
+    def __repr__(self) -> str:
+        return (f"Translator({self.method}, directions={self.directions}, device={self.device}, "
+                f"precision={self.precision})")
+
+
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+def _reflect_pad(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
+    """Pad bottom/right by (ph, pw) with reflection; falls back to replicate where the image is
+    too small to reflect (reflection needs pad < size)."""
+    h, w = x.shape[-2:]
+    while ph or pw:  # reflect in steps no larger than the current size
+        sh, sw = min(ph, x.shape[-2] - 1), min(pw, x.shape[-1] - 1)
+        if sh <= 0 and sw <= 0:
+            return F.pad(x, (0, pw, 0, ph), mode="replicate")
+        x = F.pad(x, (0, max(sw, 0), 0, max(sh, 0)), mode="reflect")
+        ph, pw = ph - max(sh, 0), pw - max(sw, 0)
+    return x
+
+
+def _starts(total: int, tile: int, overlap: int) -> List[int]:
+    """Tile origins covering [0, total) with at least ``overlap`` pixels of overlap."""
+    if tile >= total:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, total - tile, stride))
+    starts.append(total - tile)
+    return starts
+
+
+def _feather(th: int, tw: int, overlap: int, device) -> torch.Tensor:
+    """(1, 1, th, tw) weights rising linearly over ``overlap`` pixels from each tile edge."""
+    def ramp(n):
+        d = torch.arange(n, device=device, dtype=torch.float32)
+        edge = torch.minimum(d + 0.5, n - 0.5 - d)
+        return (edge / max(overlap, 1)).clamp(min=1e-3, max=1.0)
+
+    return (ramp(th)[:, None] * ramp(tw)[None, :])[None, None]
+
+
+# ---------------------------------------------------------------------- PIL conversion
+def _is_pil(obj) -> bool:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - PIL is optional
+        return False
+    return isinstance(obj, Image.Image)
+
+
+def _pil_to_array(img) -> np.ndarray:
+    mode = img.mode
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode in ("1", "CMYK", "YCbCr", "LAB", "HSV"):
+        img = img.convert("RGB" if mode != "1" else "L")
+    elif mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(img).astype(np.uint16)
+    elif mode == "I":
+        arr = np.asarray(img)
+        if arr.min() < 0 or arr.max() > 65535:
+            raise ValueError("32-bit integer images are not supported; convert to 8 or 16 bit")
+        return arr.astype(np.uint16)
+    elif mode == "F":
+        return np.asarray(img, dtype=np.float32)
+    return np.asarray(img)
+
+
+def _array_to_pil(arr: np.ndarray):
+    from PIL import Image
+
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.dtype == np.uint16 and arr.ndim == 3:
+        # PIL has no 16-bit RGB(A) mode: give 8-bit RGB(A) (2-D uint16 stays 16-bit, mode I;16)
+        arr = np.rint(arr.astype(np.float32) / 257.0).astype(np.uint8)
+    if arr.dtype == np.float32 and arr.ndim == 3:
+        arr = np.rint(np.clip(arr, 0, 1) * 255).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(arr))
