@@ -159,3 +159,12 @@ def test_kill_midway_then_rerun_finishes_with_valid_outputs(ckpt, tmp_path):
     outs = sorted(out.glob("*.png"))
     assert len(outs) == n and all(read_image(p).shape == (256, 256, 3) for p in outs)
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temp leftovers
+
+
+def test_symlinked_inputs_mirror_their_own_names(translator, tmp_path):
+    real = write_image_file(tmp_path / "store" / "deep" / "real name.png", _img(24, 24))
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "link.png").symlink_to(real)
+    s = translator.translate_folder(tmp_path / "links", tmp_path / "out", progress=False)
+    assert s.converted == 1 and (tmp_path / "out" / "link.png").is_file()
+    assert real.read_bytes() == (tmp_path / "links" / "link.png").read_bytes()  # input untouched

@@ -79,17 +79,28 @@ def list_inputs(input: Union[str, Path], paths: Optional[Sequence[Union[str, Pat
         missing = [str(p) for p in files if not p.is_file()]
         if missing:
             raise ConvertError(f"{len(missing)} listed input(s) are not files: " + ", ".join(missing[:10]))
-        base = Path(os.path.commonpath([str(p.resolve().parent) for p in files]))
-        return base, [p.resolve() for p in files]
+        files = [_abs(p) for p in files]
+        base = Path(os.path.commonpath([str(p.parent) for p in files]))
+        return base, files
     input = Path(input)
     if input.is_file():
-        return input.resolve().parent, [input.resolve()]
+        return _abs(input).parent, [_abs(input)]
     if input.is_dir():
         files = list_images(input)
         if not files:
             raise ConvertError(f"{input} holds no images (jpg, jpeg, png, bmp, tif, tiff, webp)")
-        return input.resolve(), [Path(f).resolve() for f in files]
+        return _abs(input), [_abs(f) for f in files]
     raise ConvertError(f"input {input} does not exist")
+
+
+def _abs(p) -> Path:
+    """Absolute path without resolving symlinks: outputs mirror the paths as the user sees them
+    (a folder of symlinks, as ``tools/make_unpaired.py`` makes, keeps its own names)."""
+    return Path(os.path.abspath(p))
+
+
+def _real(p) -> Path:
+    return Path(os.path.realpath(p))
 
 
 def _out_path(src: Path, base: Path, output: Path, ext: str) -> Path:
@@ -106,19 +117,20 @@ def plan(base: Path, files: List[Path], output: Path, ext: str, overwrite: bool,
     For a folder input, OUTPUT may not be the folder or inside it unless ``in_place_ok``; for any
     input, an output that would replace an input file is a failure for that file.
     """
-    out_res = output.resolve()
-    if folder_input and not in_place_ok and (out_res == base or base in out_res.parents):
+    out_res = _abs(output)
+    if folder_input and not in_place_ok and (out_res == base or base in out_res.parents
+                                             or _real(output) == _real(base) or _real(base) in _real(output).parents):
         raise ConvertError(
             f"output {output} is {'the input folder' if out_res == base else 'inside the input folder'} "
             f"{base}; choose an output folder outside it (or pass --in-place-ok to allow it: inputs "
             "are still never overwritten)")
-    inputs = set(files)
+    inputs = {_real(f) for f in files}
     todo, skipped, failures, seen = [], 0, [], {}
     for src in files:
         if folder_input and out_res != base and out_res in src.parents:
             continue  # earlier outputs inside the input tree are not inputs
         dst = _out_path(src, base, output, ext)
-        if dst.resolve() in inputs:
+        if _real(dst) in inputs:
             failures.append((str(src), f"its output {dst} would overwrite an input file; use another --ext "
                                        "or output folder"))
             continue

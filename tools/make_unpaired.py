@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Build an unpaired (CycleGAN) dataset folder from two arbitrary folders of images.
+
+Usage::
+
+    python tools/make_unpaired.py --a DIR --b DIR --out DIR [--split train] [--link | --copy]
+                                  [--overwrite]
+
+Creates ``OUT/<split>A/`` and ``OUT/<split>B/`` (``trainA``/``trainB`` by default; ``--split
+test`` gives ``testA``/``testB``), the ``unpaired`` layout ``translate train cyclegan`` reads.
+Images are found recursively (extensions as in ``translate.data.io.IMAGE_EXTENSIONS``, any
+case); hidden files/folders and non-image files are skipped and counted. Relative paths are
+kept. Every image is decoded first: unreadable ones are reported (path and reason) and left out.
+
+Files are placed by symbolic link by default, pointing at the absolute real path of the source
+(so the dataset folder can be moved, the sources cannot); where symlinks cannot be made (some
+file systems, Windows without the privilege) it copies instead and says so. ``--link`` insists
+on links (a file that cannot be linked is a failure); ``--copy`` always copies.
+
+Inputs are never written; existing outputs are kept (and counted as failures) unless
+``--overwrite``. Links and copies are created under a temporary name and renamed into place.
+
+Exit status: 0 when every image was placed, 1 when some failed (bad images, existing outputs,
+an input folder without images), 2 for usage errors (missing folder, overlapping folders).
+
+The script imports the installed ``translate`` package; when that fails (running from a source
+checkout without installing) it adds the repository root (the parent of ``tools/``) to
+``sys.path``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+try:
+    import translate  # noqa: F401
+except ImportError:  # a source checkout that is not installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from translate.data.discover import DatasetError, list_images
+from translate.data.io import ImageReadError, read_image
+from translate.fsutil import TEMP_SUFFIX, atomic_write_bytes
+
+
+def entry_location(path: Path) -> str:
+    """Where a directory entry really lives (parent symlinks resolved, the name itself not)."""
+    return os.path.join(os.path.realpath(path.parent), path.name)
+
+
+def overlapping(a: Path, b: Path) -> bool:
+    """True when folder ``a`` and folder ``b`` are the same or one contains the other."""
+    ra, rb = os.path.realpath(a), os.path.realpath(b)
+    return ra == rb or ra.startswith(rb.rstrip(os.sep) + os.sep) or \
+        rb.startswith(ra.rstrip(os.sep) + os.sep)
+
+
+def use_lenient_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):  # pragma: no cover
+            pass
+
+
+def atomic_symlink(target: str, dest: Path) -> None:
+    """Makes ``dest`` a symlink to ``target``, replacing any existing entry in one rename."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def count_other_files(folder: Path, n_images: int) -> int:
+    """Files under ``folder`` that ``list_images`` skipped (non-images, hidden files)."""
+    total = 0
+    for _dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        total += len(filenames)
+    return total - n_images
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="make_unpaired.py",
+        description="Build OUT/<split>A and OUT/<split>B (an unpaired CycleGAN dataset) from "
+                    "two folders of images, by symlink (default) or copy.",
+        epilog="Exit status: 0 all placed, 1 some images failed, 2 usage error.")
+    parser.add_argument("--a", required=True, type=Path, metavar="DIR",
+                        help="folder of domain-A images, searched recursively")
+    parser.add_argument("--b", required=True, type=Path, metavar="DIR",
+                        help="folder of domain-B images, searched recursively")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
+                        help="dataset folder to create or add to (must not overlap the inputs)")
+    parser.add_argument("--split", default="train", metavar="NAME",
+                        help="split name: the folders are NAME + 'A' and NAME + 'B' "
+                             "(default: train, giving trainA/ and trainB/)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--link", dest="mode", action="store_const", const="link",
+                      help="symlink every file; fail where a link cannot be made (default: "
+                           "symlink, falling back to copying where links are not supported)")
+    mode.add_argument("--copy", dest="mode", action="store_const", const="copy",
+                      help="copy every file instead of linking")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace outputs that already exist (inputs are never written)")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    use_lenient_output()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.split or os.sep in args.split or args.split.startswith("."):
+        parser.error(f"--split {args.split!r} must be a plain, non-hidden folder name")
+    sides = [("A", args.a, args.out / f"{args.split}A"), ("B", args.b, args.out / f"{args.split}B")]
+    for side, src, dst in sides:
+        if not src.is_dir():
+            parser.error(f"--{side.lower()} {src} is not a folder")
+    for _, src, _ in sides:
+        for _, _, dst in sides:
+            if overlapping(src, dst):
+                parser.error(f"output folder {dst} overlaps the input folder {src}; choose "
+                             "another --out")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} exists and is not a folder")
+
+    try:
+        listed = [(side, src, dst, list_images(src)) for side, src, dst in sides]
+    except (DatasetError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    inputs = {entry_location(p) for *_, paths in listed for p in paths}
+
+    mode = args.mode or "auto"
+    failures = 0
+
+    def fail(path, reason: str) -> None:
+        nonlocal failures
+        failures += 1
+        print(f"error: {path}: {reason}", file=sys.stderr)
+
+    for side, src, dst, paths in listed:
+        linked = copied = bad = 0
+        for path in paths:
+            dest = dst / path.relative_to(src)
+            if entry_location(dest) in inputs:
+                fail(dest, "is an input file; refusing to overwrite it")
+                continue
+            if (dest.exists() or dest.is_symlink()) and not args.overwrite:
+                fail(dest, "exists already (pass --overwrite to replace it)")
+                continue
+            try:
+                read_image(path)
+            except ImageReadError as err:
+                fail(err.path, f"{err.reason} (left out)")
+                bad += 1
+                continue
+            try:
+                if mode in ("auto", "link"):
+                    try:
+                        atomic_symlink(os.path.realpath(path), dest)
+                        linked += 1
+                    except (OSError, NotImplementedError) as err:
+                        if mode == "link":
+                            raise
+                        print(f"note: cannot create symlinks in {dst} ({err}); copying files "
+                              f"instead", file=sys.stderr)
+                        mode = "copy"
+                if mode == "copy":
+                    atomic_write_bytes(dest, path.read_bytes())
+                    copied += 1
+            except (OSError, NotImplementedError) as err:
+                fail(dest, f"cannot {'link' if mode == 'link' else 'copy'} from {path}: {err}")
+                continue
+        if not paths:
+            fail(src, "contains no images")
+        other = count_other_files(src, len(paths))
+        print(f"{dst}: {linked} linked + {copied} copied from {src}; {bad} unreadable left "
+              f"out; {other} non-image or hidden file(s) skipped")
+
+    print(f"{'done' if failures == 0 else 'finished with errors'}: {failures} failure(s)")
+    return 0 if failures == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
