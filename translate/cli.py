@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -74,6 +75,8 @@ def _add_train_parser(sub, method: str) -> None:
                    help="do not flip training images horizontally")
     p.add_argument("--no-dropout", dest="use_dropout", action="store_false", default=None,
                    help="no dropout in the generator")
+    p.add_argument("--sync-bn", dest="sync_bn", action="store_true", default=None,
+                   help="synchronise batch-norm statistics across torchrun processes (CUDA only)")
     p.add_argument("--skip-bad-images", action="store_true", default=None,
                    help="train without unreadable images (each is named in a warning) instead of stopping")
     for dest, (_key, help_text) in TRAIN_OPTIONS.items():
@@ -135,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--no-progress", action="store_true", help="no progress bar")
     conv.set_defaults(func=_cmd_convert)
 
+    from .evaluate import add_eval_parser
+    from .export import add_export_parser
+
+    add_export_parser(sub)
+    add_eval_parser(sub)
+
     check = sub.add_parser("check-data", help="validate a dataset folder without training",
                            description="Report layout, counts, sizes, channel modes, unreadable files "
                                        "and unmatched pairs of a dataset folder.")
@@ -164,11 +173,12 @@ def _train_config(args):
 
     given = {dest: getattr(args, dest) for dest in TRAIN_OPTIONS if getattr(args, dest) is not None}
     for dest, key in (("flip", "data.flip"), ("use_dropout", "model.use_dropout"),
-                      ("skip_bad_images", "data.skip_bad_images")):
+                      ("skip_bad_images", "data.skip_bad_images"), ("sync_bn", "loop.sync_bn")):
         if getattr(args, dest) is not None:
             given[dest] = getattr(args, dest)
     keys = {**{d: k for d, (k, _h) in TRAIN_OPTIONS.items()},
-            "flip": "data.flip", "use_dropout": "model.use_dropout", "skip_bad_images": "data.skip_bad_images"}
+            "flip": "data.flip", "use_dropout": "model.use_dropout", "skip_bad_images": "data.skip_bad_images",
+            "sync_bn": "loop.sync_bn"}
 
     run_dir = Path(args.checkpoints_dir) / args.name
     if args.resume:
@@ -195,8 +205,12 @@ def _train_config(args):
 def _cmd_train(args, argv) -> int:
     from .train.loop import train
 
+    from .distributed import launched_by_torchrun
+
     cfg = _train_config(args)
     result = train(cfg, resume=args.resume, argv=argv)
+    if launched_by_torchrun() and os.environ.get("RANK", "0") != "0":
+        return 128 + result.stopped_by_signal if result.stopped_by_signal is not None else 0
     resume_cmd = (f"translate train {cfg.method} --data {cfg.data.root} --name {cfg.name} "
                   f"--checkpoints-dir {cfg.checkpoints_dir} --resume")
     if result.stopped_by_signal is not None:
@@ -212,29 +226,54 @@ def _cmd_train(args, argv) -> int:
 def _cmd_convert(args, argv) -> int:
     import signal
 
+    import torch
+
+    from . import distributed as D
+    from .convert import merge_summaries, write_failures_file
+    from .fsutil import remove_stale_temp_files
     from .translator import Translator
 
     paths = None
     if args.input == "-":
         paths = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    t = Translator.load(args.checkpoint, device=args.device, precision=args.precision,
-                        tile_pixels=args.tile_pixels, tile_overlap=args.tile_overlap)
-
-    def on_term(signum, _frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, on_term)
+    info = D.DistInfo()
+    device = args.device
+    if D.launched_by_torchrun():  # torchrun: each process converts its share of the files
+        want = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        info = D.setup(want)
+        device = D.rank_device(want, info)
     try:
-        summary = t.translate_folder(args.input, args.output, direction=args.direction,
-                                     batch_size=args.batch_size, ext=args.ext, quality=args.quality,
-                                     overwrite=args.overwrite, in_place_ok=args.in_place_ok, resize=args.resize,
-                                     max_pixels=args.max_pixels, workers=args.workers, paths=paths,
-                                     progress=not args.no_progress)
+        t = Translator.load(args.checkpoint, device=device, precision=args.precision,
+                            tile_pixels=args.tile_pixels, tile_overlap=args.tile_overlap)
+        if info.enabled:
+            if info.is_main and Path(args.output).is_dir():
+                remove_stale_temp_files(args.output)  # once, before any rank starts writing
+            D.barrier(info)
+
+        def on_term(signum, _frame):
+            raise KeyboardInterrupt
+
+        old = signal.signal(signal.SIGTERM, on_term)
+        try:
+            summary = t.translate_folder(
+                args.input, args.output, direction=args.direction, batch_size=args.batch_size, ext=args.ext,
+                quality=args.quality, overwrite=args.overwrite, in_place_ok=args.in_place_ok, resize=args.resize,
+                max_pixels=args.max_pixels, workers=args.workers, paths=paths,
+                progress=not args.no_progress and info.is_main, shard=(info.rank, info.world_size),
+                write_failures=not info.enabled, clean_temp=not info.enabled)
+        finally:
+            signal.signal(signal.SIGTERM, old)
+        if info.enabled:
+            summary = merge_summaries(D.gather_objects(summary, info))
+            if info.is_main:
+                write_failures_file(Path(args.output), summary.failures)
     finally:
-        signal.signal(signal.SIGTERM, old)
-    for path, reason in summary.failures:
-        print(f"failed: {path}: {reason}", file=sys.stderr)
-    print(summary.line(), file=sys.stderr)
+        D.shutdown()
+    if info.is_main:
+        for path, reason in summary.failures:
+            print(f"failed: {path}: {reason}", file=sys.stderr)
+        procs = f" by {info.world_size} processes" if info.enabled else ""
+        print(summary.line() + procs, file=sys.stderr)
     if summary.interrupted:
         return 130
     return 1 if summary.failures else 0
@@ -273,10 +312,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         from .convert import ConvertError
         from .data import DatasetError
+        from .export import ExportError
         from .train.loop import TrainingError
         from .train.state import ResumeError
 
-        known += [ConvertError, DatasetError, TrainingError, ResumeError]
+        known += [ConvertError, DatasetError, ExportError, TrainingError, ResumeError]
     except ImportError:  # pragma: no cover
         pass
     try:

@@ -98,6 +98,7 @@ class LoopConfig:
     log_every: int = 50  # steps between log.jsonl lines / progress-bar loss updates
     save_every: int = 1000  # steps between checkpoints (also saved at each epoch end)
     sample_count: int = 4  # images in the fixed sample grid
+    sync_bn: bool = False  # synchronise batch-norm statistics across processes (torchrun, CUDA)
 
 
 MODEL_CONFIGS = {"pix2pix": Pix2PixConfig, "cyclegan": CycleGANConfig}

@@ -163,7 +163,8 @@ def convert(translator, input, output, *, direction: Optional[str] = None, batch
             ext: str = "same", quality: Optional[int] = None, overwrite: bool = False,
             in_place_ok: bool = False, resize=None, max_pixels: Optional[int] = None,
             workers: Optional[int] = None, paths: Optional[Sequence] = None, progress: bool = True,
-            shard: Tuple[int, int] = (0, 1)) -> ConvertSummary:
+            shard: Tuple[int, int] = (0, 1), write_failures: bool = True,
+            clean_temp: bool = True) -> ConvertSummary:
     """Translate every image of ``input`` into ``output``, mirroring relative paths.
 
     Args:
@@ -179,7 +180,12 @@ def convert(translator, input, output, *, direction: Optional[str] = None, batch
         resize: see :meth:`Translator.__call__`.
         max_pixels: refuse inputs with more pixels than this (decompression-bomb guard).
         workers: decode/encode threads (default: from the CPU count).
-        shard: (rank, world size): convert only every world-th file starting at rank.
+        shard: (rank, world size) under torchrun: every process plans the same job and converts
+            every world-th file of it starting at rank, so each file is converted exactly once;
+            files that are skipped or fail in planning are counted by rank 0 only.
+        write_failures: write ``output/failed.jsonl`` (the torchrun caller writes a merged one).
+        clean_temp: remove temp files left in ``output`` by a killed run (the torchrun caller does
+            it once, before the ranks start writing).
 
     Returns:
         ConvertSummary; its ``failures`` are also written to ``output/failed.jsonl``.
@@ -196,12 +202,15 @@ def convert(translator, input, output, *, direction: Optional[str] = None, batch
     max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     output = Path(output)
     base, files = list_inputs(input, paths)
-    rank, world = shard
-    files = files[rank::world]
     todo, skipped, failures = plan(base, files, output, ext, overwrite, in_place_ok,
                                    folder_input=str(input) != "-" and Path(input).is_dir())
+    rank, world = shard
+    todo = todo[rank::world]
+    if rank != 0:
+        files, skipped, failures = [], 0, []
     output.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(output)
+    if clean_temp:
+        remove_stale_temp_files(output)
     summary = ConvertSummary(output=output, total=len(files), skipped=skipped, failures=failures)
     workers = workers or max(2, min(8, (os.cpu_count() or 2)))
     t0 = time.perf_counter()
@@ -291,11 +300,23 @@ def convert(translator, input, output, *, direction: Optional[str] = None, batch
         finally:
             bar.close()
             summary.seconds = time.perf_counter() - t0
-            _write_failures(output, summary.failures)
+            if write_failures:
+                write_failures_file(output, summary.failures)
     return summary
 
 
-def _write_failures(output: Path, failures: List[Tuple[str, str]]) -> None:
+def merge_summaries(parts: Sequence[ConvertSummary]) -> ConvertSummary:
+    """One summary for a job split over processes (rank 0's part carries the planning counts)."""
+    merged = ConvertSummary(output=parts[0].output, total=parts[0].total, skipped=parts[0].skipped)
+    for p in parts:
+        merged.converted += p.converted
+        merged.failures.extend(p.failures)
+        merged.seconds = max(merged.seconds, p.seconds)
+        merged.interrupted = merged.interrupted or p.interrupted
+    return merged
+
+
+def write_failures_file(output: Path, failures: List[Tuple[str, str]]) -> None:
     path = output / FAILED_FILE
     if failures:
         atomic_write_text(path, "".join(json.dumps({"path": p, "reason": r}) + "\n" for p, r in failures))

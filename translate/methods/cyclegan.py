@@ -42,6 +42,7 @@ class CycleGAN:
         for net in nets.values():
             init_weights(net, cfg.init_type, cfg.init_gain)
         self.nets = nn.ModuleDict(nets).to(device)
+        self.train_nets = dict(self.nets)  # what train_step calls: the nets, or their DDP wrappers
         self.generators = {"a2b": "gen_a2b", "b2a": "gen_b2a"}
         self.pool_a = ImagePool(cfg.pool_size, seed=seed * 2 + 1)  # fakes of domain A, for disc_a
         self.pool_b = ImagePool(cfg.pool_size, seed=seed * 2 + 2)  # fakes of domain B, for disc_b
@@ -56,7 +57,7 @@ class CycleGAN:
         discs = list(self.nets["disc_a"].parameters()) + list(self.nets["disc_b"].parameters())
         return {"gen": adam(gens, loop.lr, betas, self.device), "disc": adam(discs, loop.lr, betas, self.device)}
 
-    def _disc_loss(self, disc, real: torch.Tensor, fake: torch.Tensor, amp) -> torch.Tensor:
+    def _disc_loss(self, disc, disc_raw, real: torch.Tensor, fake: torch.Tensor, amp) -> torch.Tensor:
         mode = self.cfg.gan_mode
         with amp:
             pred_real = disc(real)
@@ -64,26 +65,28 @@ class CycleGAN:
         loss = 0.5 * (adversarial_loss(pred_real, True, mode) + adversarial_loss(pred_fake, False, mode))
         if mode == "wgan-gp":
             with amp:
-                loss = loss + self.cfg.lambda_gp * gradient_penalty(disc, real, fake)
+                loss = loss + self.cfg.lambda_gp * gradient_penalty(disc_raw, real, fake)
         return loss
 
     def train_step(self, batch, opt, scalers: Scalers, amp) -> Dict[str, torch.Tensor]:
         """One update of both generators and both discriminators; returns detached losses."""
-        cfg, n = self.cfg, self.nets
+        cfg, n = self.cfg, self.train_nets
         g_ab, g_ba, d_a, d_b = n["gen_a2b"], n["gen_b2a"], n["disc_a"], n["disc_b"]
+        # G step: the discriminators are frozen, so they are called without their DDP wrappers.
+        d_a_raw, d_b_raw = self.nets["disc_a"], self.nets["disc_b"]
         real_a, real_b = batch["a"], batch["b"]
         mode = cfg.gan_mode
 
         # G step (both discriminators frozen).
         opt["gen"].zero_grad(set_to_none=True)
-        with frozen(d_a, d_b):
+        with frozen(d_a_raw, d_b_raw):
             with amp:
                 fake_b = g_ab(real_a)  # (B, Cb, H, W)
                 rec_a = g_ba(fake_b)  # (B, Ca, H, W)
                 fake_a = g_ba(real_b)
                 rec_b = g_ab(fake_a)
-                pred_b = d_b(fake_b)
-                pred_a = d_a(fake_a)
+                pred_b = d_b_raw(fake_b)
+                pred_a = d_a_raw(fake_a)
             g_a2b = adversarial_loss(pred_b, True, mode, for_discriminator=False)
             g_b2a = adversarial_loss(pred_a, True, mode, for_discriminator=False)
             cycle_a = F.l1_loss(rec_a.float(), real_a.float()) * cfg.lambda_a
@@ -105,8 +108,8 @@ class CycleGAN:
         opt["disc"].zero_grad(set_to_none=True)
         fake_b_hist = self.pool_b.query(fake_b.to(real_b.dtype))
         fake_a_hist = self.pool_a.query(fake_a.to(real_a.dtype))
-        d_b_loss = self._disc_loss(d_b, real_b, fake_b_hist, amp)
-        d_a_loss = self._disc_loss(d_a, real_a, fake_a_hist, amp)
+        d_b_loss = self._disc_loss(d_b, d_b_raw, real_b, fake_b_hist, amp)
+        d_a_loss = self._disc_loss(d_a, d_a_raw, real_a, fake_a_hist, amp)
         scalers.backward("disc", d_a_loss + d_b_loss)
         scalers.step("disc", opt["disc"])
         losses.update(d_a=d_a_loss, d_b=d_b_loss)

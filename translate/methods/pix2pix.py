@@ -59,6 +59,7 @@ class Pix2Pix:
         for net in (gen, disc):
             init_weights(net, cfg.init_type, cfg.init_gain)
         self.nets = nn.ModuleDict({"gen_a2b": gen, "disc_b": disc}).to(device)
+        self.train_nets = dict(self.nets)  # what train_step calls: the nets, or their DDP wrappers
         self.generators = {"a2b": "gen_a2b"}  # direction -> net name, for the translator folder
 
     @property
@@ -77,7 +78,8 @@ class Pix2Pix:
 
         Returns detached scalar losses (no host synchronisation here).
         """
-        cfg, gen, disc = self.cfg, self.nets["gen_a2b"], self.nets["disc_b"]
+        cfg, gen, disc = self.cfg, self.train_nets["gen_a2b"], self.train_nets["disc_b"]
+        disc_raw = self.nets["disc_b"]  # G step: D is frozen, so no gradient sync is wanted
         real_a, real_b = batch["a"], batch["b"]
         with amp:
             fake_b = gen(real_a)  # (B, Co, H, W)
@@ -95,7 +97,7 @@ class Pix2Pix:
         losses = {"d_real": d_real, "d_fake": d_fake}
         if cfg.gan_mode == "wgan-gp":
             with amp:
-                gp = gradient_penalty(disc, real_ab, fake_ab)
+                gp = gradient_penalty(disc_raw, real_ab, fake_ab)
             loss_d = loss_d + cfg.lambda_gp * gp
             losses["gp"] = gp
         scalers.backward("disc", loss_d)
@@ -103,9 +105,9 @@ class Pix2Pix:
 
         # G step: fool the (frozen) D and stay close to the target in L1.
         opt["gen"].zero_grad(set_to_none=True)
-        with frozen(disc):
+        with frozen(disc_raw):
             with amp:
-                pred_fake = disc(torch.cat([real_a, fake_b], 1))
+                pred_fake = disc_raw(torch.cat([real_a, fake_b], 1))
             g_gan = adversarial_loss(pred_fake, True, cfg.gan_mode, for_discriminator=False)
             g_l1 = F.l1_loss(fake_b.float(), real_b.float())
             loss_g = g_gan + cfg.lambda_l1 * g_l1

@@ -28,13 +28,17 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .. import distributed as D
 from ..checkpoint import save_translator, versions
-from ..config import RunConfig, to_json
+from ..config import RunConfig
 from ..fsutil import atomic_write_text, recover_dir
 from ..methods import build_method
 from ..methods.common import Scalers, autocast, linear_decay
 from .logging import JsonlLog, save_grid
-from .state import ResumeError, check_same_model, load_state, save_state, set_rng_state, STATE_FILE
+from .state import STATE_FILE, ResumeError, check_same_model, load_state, rng_state, save_state, set_rng_state
+
+
+STOP_CHECK_EVERY = 10  # steps between the ranks' agreement on stopping (torchrun runs only)
 
 
 class TrainingError(Exception):
@@ -47,6 +51,7 @@ class TrainResult:
     step: int
     epoch: int
     stopped_by_signal: Optional[int] = None  # signal number when stopped by SIGINT/SIGTERM
+    method: object = None  # the trained method object (its nets in .nets), for API users
 
 
 def resolve_device(name: str) -> torch.device:
@@ -68,10 +73,17 @@ def default_num_workers() -> int:
 
 class EpochSampler(Sampler):
     """Yields (epoch, index) pairs: a permutation of the dataset drawn from (seed, epoch),
-    starting at ``start`` (to resume in the middle of an epoch)."""
+    starting at ``start`` (to resume in the middle of an epoch).
 
-    def __init__(self, n: int, seed: int):
+    With ``world_size`` processes, rank r takes items r, r + world, r + 2 world... of the
+    permutation (padded by wrapping around so every rank has the same count), so one step of N
+    processes with batch b sees the same items as one step of a single process with batch N b.
+    """
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world_size: int = 1):
         self.n, self.seed, self.epoch, self.start = n, seed, 0, 0
+        self.rank, self.world_size = rank, world_size
+        self.per_rank = math.ceil(n / world_size)
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
@@ -79,10 +91,13 @@ class EpochSampler(Sampler):
     def __iter__(self) -> Iterator:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.n, generator=g).tolist()
-        return iter([(self.epoch, i) for i in order[self.start:]])
+        total = self.per_rank * self.world_size
+        order = (order * math.ceil(total / self.n))[:total]
+        mine = order[self.rank::self.world_size]
+        return iter([(self.epoch, i) for i in mine[self.start:]])
 
     def __len__(self) -> int:
-        return self.n - self.start
+        return self.per_rank - self.start
 
 
 class EpochIndexed(Dataset):
@@ -206,10 +221,36 @@ def train(cfg: RunConfig, resume: bool = False, argv: Optional[Sequence[str]] = 
     device = resolve_device(loop.device)
     if loop.precision == "fp16" and device.type != "cuda":
         raise TrainingError("fp16 training needs a CUDA device; on CPU use --precision bf16 or fp32")
-    torch.manual_seed(loop.seed)
-    d = cfg.data
+    dist_info = D.setup(device)
+    try:
+        return _train(cfg, resume, argv, run_dir, D.rank_device(device, dist_info), dist_info)
+    finally:
+        D.shutdown()
+
+
+def _wrap_ddp(method, info: D.DistInfo, device: torch.device, sync_bn: bool) -> None:
+    """Wrap every trained network in DistributedDataParallel (the raw nets stay in method.nets)."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    if sync_bn:
+        if device.type != "cuda":
+            raise TrainingError("--sync-bn needs CUDA (NCCL); on CPU batch norm stays per process")
+        for name in list(method.nets):
+            method.nets[name] = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method.nets[name])
+    ids = [device.index] if device.type == "cuda" else None
+    method.train_nets = {name: DDP(net, device_ids=ids) for name, net in method.nets.items()}
+
+
+def _train(cfg: RunConfig, resume: bool, argv, run_dir: Path, device: torch.device, info: D.DistInfo) -> TrainResult:
+    loop, d = cfg.loop, cfg.data
+    if info.enabled and cfg.model.gan_mode == "wgan-gp":
+        raise TrainingError("wgan-gp is not supported with several processes (its gradient penalty needs "
+                            "double backward, which DistributedDataParallel does not support)")
+    torch.manual_seed(loop.seed)  # the same initial weights on every rank
     method = build_method(cfg.method, cfg.model, d.input_nc, d.output_nc, device,
-                          **({"seed": loop.seed} if cfg.method == "cyclegan" else {}))
+                          **({"seed": loop.seed + 1000 * info.rank} if cfg.method == "cyclegan" else {}))
+    if info.enabled:
+        torch.manual_seed(loop.seed + 1000 * info.rank)  # dropout etc. differ between ranks
     size_multiple = method.size_multiple
     _check_sizes(cfg, size_multiple)
     dataset = _build_dataset(cfg, size_multiple)
@@ -231,16 +272,25 @@ def train(cfg: RunConfig, resume: bool = False, argv: Optional[Sequence[str]] = 
         for name, sched in schedulers.items():
             sched.load_state_dict(state["schedulers"][name])
         scalers.load_state_dict(state["scalers"])
-        method.load_state_dict(state["method"])
-        set_rng_state(state["rng"])
+        # Per-rank states when the world size is unchanged; otherwise every rank takes rank 0's.
+        same_world = len(state["rng"]) == info.world_size
+        method.load_state_dict(state["method"][info.rank if same_world else 0])
+        set_rng_state(state["rng"][info.rank if same_world else 0])
         step, epoch, step_in_epoch = state["step"], state["epoch"], state["step_in_epoch"]
+    if info.enabled:
+        _wrap_ddp(method, info, device, loop.sync_bn)
+    elif loop.sync_bn:
+        print("note: --sync-bn has no effect in a single process", file=sys.stderr)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    recover_dir(run_dir / "translator")
-    _write_run_json(run_dir, cfg, argv, device, resume, step)
+    main = info.is_main
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        recover_dir(run_dir / "translator")
+        _write_run_json(run_dir, cfg, argv, device, resume, step, info.world_size)
 
     bs = loop.batch_size
-    steps_per_epoch = math.ceil(len(dataset) / bs)
+    sampler = EpochSampler(len(dataset), loop.seed, info.rank, info.world_size)
+    steps_per_epoch = math.ceil(sampler.per_rank / bs)
     total_epochs = loop.epochs + loop.epochs_decay
     total_steps = total_epochs * steps_per_epoch
     if loop.max_steps is not None:
@@ -248,25 +298,32 @@ def train(cfg: RunConfig, resume: bool = False, argv: Optional[Sequence[str]] = 
     if step >= total_steps:
         print(f"{run_dir}: already trained for {step} steps (target {total_steps}); nothing to do. "
               "Raise --max-steps or --epochs to train longer.", file=sys.stderr)
-        return TrainResult(run_dir, step, epoch)
+        return TrainResult(run_dir, step, epoch, method=method)
 
     num_workers = default_num_workers() if d.num_workers < 0 else d.num_workers
-    sampler = EpochSampler(len(dataset), loop.seed)
     loader = DataLoader(
         EpochIndexed(dataset), batch_size=bs, sampler=sampler, num_workers=num_workers,
         pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
         worker_init_fn=_worker_init if num_workers > 0 else None, drop_last=False,
     )
-    fixed = _fixed_batch(dataset, loop.sample_count, device)
-    log = JsonlLog(run_dir / "log.jsonl", resume_step=step)
+    fixed = _fixed_batch(dataset, loop.sample_count, device) if main else None
+    log = JsonlLog(run_dir / "log.jsonl", resume_step=step) if main else None
     preprocessing = _preprocessing_record(cfg, size_multiple)
-    print(f"{cfg.method}: {dataset.describe()}; {steps_per_epoch} steps/epoch, training to step "
-          f"{total_steps} on {device} ({loop.precision}); outputs in {run_dir}", file=sys.stderr)
+    if main:
+        procs = f" x {info.world_size} processes ({info.backend})" if info.enabled else ""
+        print(f"{cfg.method}: {dataset.describe()}; {steps_per_epoch} steps/epoch, training to step "
+              f"{total_steps} on {device}{procs} ({loop.precision}); outputs in {run_dir}", file=sys.stderr)
 
     def checkpoint() -> None:
+        # Collective on every rank (per-rank RNG streams and image pools), written by rank 0 only.
+        D.broadcast_buffers(method.nets.values(), info)
+        rngs = D.gather_objects(rng_state(), info)
+        method_states = D.gather_objects(method.state_dict(), info)
+        if not main:
+            return
         save_state(run_dir, step=step, epoch=epoch, step_in_epoch=step_in_epoch, model_config=model_config,
                    nets=method.nets, optimizers=optimizers, schedulers=schedulers, scalers=scalers,
-                   method_state=method.state_dict())
+                   method_states=method_states, rng_states=rngs)
         save_translator(run_dir / "translator", cfg.method,
                         {dirn: method.nets[name] for dirn, name in method.generators.items()},
                         preprocessing,
@@ -274,6 +331,8 @@ def train(cfg: RunConfig, resume: bool = False, argv: Optional[Sequence[str]] = 
                          "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")})
 
     def samples(tag: str) -> None:
+        if not main:
+            return
         rng = torch.get_rng_state()  # sampling must not change the training random stream
         save_grid(method.sample(fixed, amp), run_dir / "samples" / f"{tag}.png")
         torch.set_rng_state(rng)
@@ -281,7 +340,7 @@ def train(cfg: RunConfig, resume: bool = False, argv: Optional[Sequence[str]] = 
     from tqdm import tqdm
 
     pbar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stderr,
-                disable=None)
+                disable=None if main else True)
     sums: Dict[str, torch.Tensor] = {}
     window_start, window_steps = time.perf_counter(), 0
     stopped_by = None
@@ -290,6 +349,7 @@ def train(cfg: RunConfig, resume: bool = False, argv: Optional[Sequence[str]] = 
     def out_of_time() -> bool:
         return deadline is not None and time.monotonic() >= deadline
 
+    stopping = False
     with _StopRequest() as stop:
         try:
             while step < total_steps and epoch < total_epochs:
@@ -307,17 +367,24 @@ def train(cfg: RunConfig, resume: bool = False, argv: Optional[Sequence[str]] = 
                     pbar.update(1)
                     if step % loop.log_every == 0 or step == total_steps:
                         elapsed = time.perf_counter() - window_start
+                        means = D.mean_over_ranks(sums, info)  # losses averaged over processes
                         record = {"step": step, "epoch": epoch + 1,
-                                  **{k: round(v.item() / window_steps, 6) for k, v in sums.items()},
+                                  **{k: round(v.item() / window_steps, 6) for k, v in means.items()},
                                   "lr": optimizers["gen"].param_groups[0]["lr"],
-                                  "images_per_s": round(window_steps * bs / max(elapsed, 1e-9), 3)}
-                        log.write(record)
+                                  "images_per_s": round(window_steps * bs * info.world_size / max(elapsed, 1e-9), 3)}
+                        if main:
+                            log.write(record)
                         pbar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k not in ("step", "lr")},
                                          refresh=False)
                         sums, window_start, window_steps = {}, time.perf_counter(), 0
+                    # All ranks must agree on when to stop; they compare notes every few steps.
+                    if not info.enabled or step % STOP_CHECK_EVERY == 0 or step_in_epoch == steps_per_epoch:
+                        stopping = D.any_rank(stop.signum is not None or out_of_time(), info, device)
+                    else:
+                        stopping = False
                     if step_in_epoch == steps_per_epoch:
                         break  # epoch end is handled below
-                    if stop.signum is not None or step >= total_steps or out_of_time():
+                    if stopping or step >= total_steps:
                         break
                     if step % loop.save_every == 0:
                         checkpoint()
@@ -328,31 +395,35 @@ def train(cfg: RunConfig, resume: bool = False, argv: Optional[Sequence[str]] = 
                     step_in_epoch = 0
                     samples(f"epoch_{epoch:04d}")
                     checkpoint()
-                elif stop.signum is not None or step >= total_steps or out_of_time():
+                elif stopping or step >= total_steps:
                     samples(f"step_{step:07d}")
                     checkpoint()
-                if stop.signum is not None:
-                    stopped_by = stop.signum
-                    break
-                if out_of_time():
-                    print(f"time budget of {loop.max_minutes} min reached at step {step}", file=sys.stderr)
+                if stopping:
+                    if stop.signum is None and out_of_time():
+                        if main:
+                            print(f"time budget of {loop.max_minutes} min reached at step {step}", file=sys.stderr)
+                    else:  # a signal here, or on another rank
+                        stopped_by = stop.signum or signal.SIGTERM
                     break
         finally:
             pbar.close()
-            log.close()
-    return TrainResult(run_dir, step, epoch, stopped_by)
+            if log is not None:
+                log.close()
+    return TrainResult(run_dir, step, epoch, stopped_by, method)
 
 
-def _write_run_json(run_dir: Path, cfg: RunConfig, argv, device, resume: bool, step: int) -> None:
+def _write_run_json(run_dir: Path, cfg: RunConfig, argv, device, resume: bool, step: int,
+                    world_size: int = 1) -> None:
     path = run_dir / "run.json"
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if resume and path.exists():
         doc = json.loads(path.read_text(encoding="utf-8"))
         doc.setdefault("resumes", []).append({"argv": list(argv or []), "step": step, "time": now,
-                                              "device": str(device), "config": cfg.to_dict()})
+                                              "device": str(device), "processes": world_size,
+                                              "config": cfg.to_dict()})
     else:
         doc = {"config": cfg.to_dict(), "argv": list(argv or []), "created": now, "device": str(device),
-               "versions": versions()}
+               "processes": world_size, "versions": versions()}
     atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
 
 

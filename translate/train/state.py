@@ -37,8 +37,12 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 
 def save_state(run_dir: Path, *, step: int, epoch: int, step_in_epoch: int, model_config: Dict[str, Any],
-               nets, optimizers, schedulers, scalers, method_state) -> Path:
-    """Write the resume state atomically; returns its path."""
+               nets, optimizers, schedulers, scalers, method_states, rng_states) -> Path:
+    """Write the resume state atomically; returns its path.
+
+    ``method_states`` and ``rng_states`` hold one entry per process (rank order): under torchrun
+    each rank has its own random stream and image pools, and gets them back on resume.
+    """
     state = {
         "version": STATE_VERSION,
         "step": step,
@@ -49,8 +53,8 @@ def save_state(run_dir: Path, *, step: int, epoch: int, step_in_epoch: int, mode
         "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
         "schedulers": {name: s.state_dict() for name, s in schedulers.items()},
         "scalers": scalers.state_dict(),
-        "method": method_state,
-        "rng": rng_state(),
+        "method": method_states,
+        "rng": rng_states,
     }
     path = Path(run_dir) / STATE_FILE
     atomic_torch_save(state, path)

@@ -1,0 +1,428 @@
+"""Export a translator's generator to ONNX or TorchScript: ``translate export``.
+
+The exported graph computes what :class:`translate.Translator` computes on an already padded
+batch: the generator from the checkpoint made ready by :func:`translate.nn.inference.for_inference`
+(eval mode, no dropout, batch norm with per-image statistics unless the checkpoint says
+"running"). Padding to the size multiple and cropping back are *not* in the graph; the caller does
+them, as the metadata says.
+
+Contract of an exported file::
+
+    input  "input":  (B, input_nc, H, W) float32 in [-1, 1]   B, H, W dynamic
+    output "output": (B, output_nc, H, W) float32 in [-1, 1]
+    H and W multiples of size_multiple (256 for unet_256, 4 for the ResNets)
+
+ONNX files carry this in ``metadata_props`` (and in the symbolic dims, named e.g. ``256*height``);
+TorchScript files carry it in the extra file ``translate.json`` and check the input shape
+themselves, raising a ValueError that names the expected shape. ONNX runtimes do not check the
+multiple: a U-Net then fails at a Concat, a ResNet returns an output of a different size.
+
+Exporter choice (ONNX). The torch.export-based exporter (``torch.onnx.export(dynamo=True)``) is
+used: it is PyTorch's default and maintained path since 2.9, while the TorchScript-based one warns
+that it will be removed. Height and width are declared as ``size_multiple * Dim`` so the graph is
+valid for every legal size and the divisibility requirement is visible in the graph's dim names.
+The example input is 2 x C x 2s x 2s (s >= size_multiple): torch.export specialises dimensions whose
+example value is 0 or 1, so each dynamic dimension needs an example of at least 2 units. The
+dynamo exporter cannot produce opsets below 18 for these nets (onnx has no down-converter for Pad
+and it then silently keeps 18), so ``opset < 18`` uses the TorchScript-based exporter with
+``dynamic_axes``; both paths go through the same parity check.
+
+Parity check. Before anything is written the export is loaded (onnxruntime on CPU, or
+``torch.jit.load``) and run next to the PyTorch generator on deterministic random inputs at two
+shapes, 1 x C x s x 2s and 2 x C x 2s x s, that differ from the export examples in height or width
+and together cover batch 1 and 2. A failed check raises
+:class:`ExportError` and writes nothing (``--no-check`` writes without checking); a file at OUT is
+therefore always an export that passed, or one whose check was skipped explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+
+from .fsutil import atomic_write_bytes
+
+if TYPE_CHECKING:  # torch is imported where it is used: building the CLI parser must stay instant
+    import torch
+    from torch import nn
+
+FORMATS = ("onnx", "torchscript")
+DIRECTIONS = ("a2b", "b2a")  # = translate.checkpoint.DIRECTIONS, not imported here: it loads torch
+# fp32 outputs in [-1, 1]; measured differences are 1e-6 (tiny nets) to 1.2e-5 (unet_256, ngf 64)
+# for both formats. One 8-bit output level is 2/255 ~ 7.8e-3, so 1e-4 is ~1/80 of a level.
+TOLERANCE = 1e-4
+MIN_DYNAMO_OPSET = 18
+INPUT_NAME, OUTPUT_NAME = "input", "output"
+TORCHSCRIPT_META = "translate.json"
+_EXTRA_HINT = "pip install 'translate-images[export]'"
+_PARITY_SIDE = 64  # parity images have sides >= this (ResNets need >= 8; 64 keeps it cheap)
+
+
+class ExportError(Exception):
+    """An export could not be made or did not reproduce the PyTorch generator.
+
+    Attributes:
+        report: the export report when the parity check failed, else None.
+    """
+
+    def __init__(self, message: str, report: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def export_translator(
+    checkpoint: Union[str, Path],
+    fmt: str,
+    out: Union[str, Path],
+    direction: Optional[str] = None,
+    opset: Optional[int] = None,
+    check: bool = True,
+    overwrite: bool = False,
+    tolerance: float = TOLERANCE,
+) -> Dict[str, Any]:
+    """Export one generator of a checkpoint to a single ONNX or TorchScript file.
+
+    Args:
+        checkpoint: a run folder or its ``translator/`` folder.
+        fmt: "onnx" or "torchscript".
+        out: the file to write (atomically; parent folders are created).
+        direction: "a2b" or "b2a"; may be omitted when the checkpoint has one generator.
+        opset: ONNX opset (default: the exporter's default); below 18 the TorchScript-based
+            ONNX exporter is used (see module docstring). ONNX only.
+        check: compare the export with PyTorch at two input shapes before writing.
+        overwrite: replace an existing ``out``.
+        tolerance: largest max-abs difference from PyTorch the check accepts (default
+            :data:`TOLERANCE`).
+
+    Returns:
+        report dict: format, path, bytes, direction, arch, opset (ONNX), size_multiple, input_nc,
+        output_nc, checked, parity ([{"shape": [B, C, H, W], "max_abs_diff": float}]),
+        tolerance, ok.
+
+    Raises:
+        ExportError: bad arguments, ambiguous direction, existing ``out``, missing optional
+            packages, exporter failure, or a parity difference above ``tolerance`` (then
+            nothing is written; the error's ``report`` has the measured differences).
+        CheckpointError: the checkpoint cannot be read.
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
+    if opset is not None:
+        if fmt != "onnx":
+            raise ExportError(f"--opset applies to ONNX export only, not to {fmt}")
+        if isinstance(opset, bool) or not isinstance(opset, int) or opset < 7:
+            raise ExportError(f"opset must be an integer >= 7; got {opset!r}")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance >= 0:
+        raise ExportError(f"tolerance must be a number >= 0; got {tolerance!r}")
+    out = Path(out)
+    _check_out(out, overwrite)
+    mods: Dict[str, Any] = {}
+    if fmt == "onnx":
+        legacy = opset is not None and opset < MIN_DYNAMO_OPSET
+        mods = _import_optional(["onnx"] + ([] if legacy else ["onnxscript"])
+                                + (["onnxruntime"] if check else []))
+
+    from .checkpoint import load_generator, read_translator_json
+    from .models import generator_size_multiple
+    from .nn.inference import for_inference
+
+    doc = read_translator_json(checkpoint)
+    direction = _pick_direction(doc, direction)
+    net = load_generator(doc["_folder"], direction, doc=doc).float()
+    net = for_inference(net, batchnorm=doc["preprocessing"].get("batchnorm", "per_image"), copy_net=False)
+    multiple = generator_size_multiple(net)
+    input_nc, output_nc = int(net.config["input_nc"]), int(net.config["output_nc"])
+    meta = _metadata(doc, direction, net, multiple)
+    side = multiple * math.ceil(_PARITY_SIDE / multiple)  # s: a legal side, >= 64
+
+    if fmt == "onnx":
+        data, opset_used = _to_onnx(net, mods["onnx"], input_nc, side, multiple, opset, meta)
+    else:
+        data, opset_used = _to_torchscript(net, input_nc, side, multiple, meta), None
+
+    report: Dict[str, Any] = {
+        "format": fmt, "path": str(out), "bytes": len(data), "direction": direction,
+        "arch": meta["arch"], "opset": opset_used, "size_multiple": multiple,
+        "input_nc": input_nc, "output_nc": output_nc, "checked": bool(check), "parity": [],
+        "tolerance": float(tolerance), "ok": True,
+    }
+    if check:
+        # Both shapes differ from the export examples (1 x C x s x s traced, 2 x C x 2s x 2s for
+        # torch.export) in height and width, and together they cover batch 1 and 2.
+        shapes = ((1, input_nc, side, 2 * side), (2, input_nc, 2 * side, side))
+        try:
+            runner = _onnx_runner(data, mods["onnxruntime"]) if fmt == "onnx" else load_torchscript(data)[0]
+            report["parity"] = [{"shape": list(s), "max_abs_diff": _parity(net, runner, s)} for s in shapes]
+        except ExportError:
+            raise
+        except Exception as e:
+            runtime = "onnxruntime" if fmt == "onnx" else "torch.jit"
+            raise ExportError(f"the {fmt} export could not be run with {runtime} for the parity check: "
+                              f"{_first_line(e)}") from e
+        # Written so that a NaN difference fails too.
+        bad = [p for p in report["parity"] if not p["max_abs_diff"] <= tolerance]
+        report["ok"] = not bad
+        if bad:
+            shape = "x".join(map(str, bad[0]["shape"]))
+            raise ExportError(
+                f"parity check failed: the {fmt} export differs from PyTorch by {bad[0]['max_abs_diff']:.3g} "
+                f"at {shape} (tolerance {tolerance:g}); nothing was written to {out} "
+                "(pass --no-check to write it anyway)", report)
+
+    _check_out(out, overwrite)  # again: the export may have taken a while
+    atomic_write_bytes(out, data)
+    return report
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.is_dir():
+        raise ExportError(f"{out} is a folder; give the path of the file to write")
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out} already exists; pass --overwrite (overwrite=True) to replace it")
+
+
+def _import_optional(names: List[str]) -> Dict[str, Any]:
+    mods, missing = {}, []
+    for name in names:
+        try:
+            mods[name] = importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ExportError(f"ONNX export needs the optional extra: {_EXTRA_HINT} "
+                          f"(missing: {', '.join(missing)})")
+    return mods
+
+
+def _pick_direction(doc: Dict[str, Any], direction: Optional[str]) -> str:
+    have = list(doc["generators"])
+    folder = doc["_folder"]
+    if direction is None:
+        if len(have) == 1:
+            return have[0]
+        raise ExportError(f"{folder} has {len(have)} generators ({', '.join(have)}); pass --direction "
+                          f"{'|'.join(have)} to choose the one to export")
+    if direction not in DIRECTIONS:
+        raise ExportError(f"unknown direction {direction!r}; valid: {', '.join(DIRECTIONS)}")
+    if direction not in have:
+        raise ExportError(f"{folder} has no {direction!r} generator; it has: {', '.join(have)}")
+    return direction
+
+
+def _metadata(doc: Dict[str, Any], direction: str, net: nn.Module, multiple: int) -> Dict[str, Any]:
+    import torch
+
+    from . import __version__
+
+    pre = doc["preprocessing"]
+    entry = doc["generators"][direction]
+    return {
+        "producer": "translate", "translate_version": __version__, "torch_version": torch.__version__,
+        "method": doc["method"], "direction": direction, "arch": entry["arch"],
+        "generator_config": dict(net.config),
+        "input_name": INPUT_NAME, "output_name": OUTPUT_NAME, "layout": "NCHW", "dtype": "float32",
+        "input_nc": int(net.config["input_nc"]), "output_nc": int(net.config["output_nc"]),
+        "value_range": [-1.0, 1.0], "size_multiple": multiple,
+        "pad_mode": pre.get("pad_mode", "reflect"), "batchnorm": pre.get("batchnorm", "per_image"),
+        "usage": (f"H and W must be multiples of {multiple}: pad the image ({pre.get('pad_mode', 'reflect')}) "
+                  "to the next multiple, run, crop the output back; 8-bit pixels p map to p / 127.5 - 1"),
+    }
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the deprecation notices of torch.jit / the legacy exporter and TracerWarnings.
+
+    The tracer warns about the sanity check inside ``F.instance_norm`` (more than one spatial
+    element); it becomes a constant in the trace, which is harmless, and the parity check covers
+    every other way a trace could fail to generalise.
+    """
+    import torch
+
+    with warnings.catch_warnings():
+        for category in (FutureWarning, DeprecationWarning, torch.jit.TracerWarning):
+            warnings.simplefilter("ignore", category)
+        # The legacy ONNX exporter notes that instance_norm is exported with train=True, which is
+        # exactly per-image statistics, and that it cannot constant-fold strided slices.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx\.")
+        yield
+
+
+def _first_line(e: BaseException) -> str:
+    """Exporter errors run to pages; the CLI shows one line (the full one is the __cause__)."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"
+
+
+def _to_onnx(net: nn.Module, onnx: Any, input_nc: int, side: int, multiple: int,
+             opset: Optional[int], meta: Dict[str, Any]) -> Tuple[bytes, int]:
+    import torch
+
+    try:
+        with _quiet():
+            if opset is None or opset >= MIN_DYNAMO_OPSET:
+                from torch.export import Dim
+
+                # Example >= 2 units in every dynamic dim, else torch.export specialises it to 1.
+                example = torch.zeros(2, input_nc, 2 * side, 2 * side)
+                dims = {0: Dim("batch"), 2: multiple * Dim("height"), 3: multiple * Dim("width")}
+                program = torch.onnx.export(
+                    net, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME], dynamic_shapes=(dims,), verbose=False)
+                model = program.model_proto
+            else:
+                axes = {0: "batch", 2: f"{multiple}*height", 3: f"{multiple}*width"}
+                buf = io.BytesIO()
+                torch.onnx.export(
+                    net, (torch.zeros(1, input_nc, side, side),), buf, dynamo=False, opset_version=opset,
+                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                    dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes})
+                model = onnx.load_from_string(buf.getvalue())
+    except Exception as e:
+        raise ExportError(f"torch.onnx.export failed for {meta['arch']} "
+                          f"(opset {opset or 'default'}): {_first_line(e)}") from e
+    used = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and used != opset:
+        raise ExportError(f"the ONNX exporter produced opset {used} instead of the requested {opset}; "
+                          f"try --opset {used} or leave --opset out")
+    model.doc_string = (f"translate {meta['method']} {meta['direction']} generator ({meta['arch']}): "
+                        f"{meta['usage']}")
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value if isinstance(value, str) else json.dumps(value)
+    try:
+        return model.SerializeToString(), used
+    except ValueError as e:  # protobuf refuses messages over 2 GiB
+        raise ExportError(f"the ONNX model is too large to write as one file ({e})") from e
+
+
+def _to_torchscript(net: nn.Module, input_nc: int, side: int, multiple: int, meta: Dict[str, Any]) -> bytes:
+    import torch
+    from torch import nn
+
+    class CheckedGenerator(nn.Module):
+        """What a TorchScript export holds: the traced generator behind a scripted shape check.
+
+        Tracing does not record Python checks, so the generator's own size check would be lost;
+        this wrapper restores it with a message that names the expected shape. (Defined here so
+        that importing this module does not import torch.)
+        """
+
+        def __init__(self, traced: nn.Module, input_nc: int, size_multiple: int) -> None:
+            super().__init__()
+            self.generator = traced
+            self.input_nc = input_nc
+            self.size_multiple = size_multiple
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) in [-1, 1]
+            if (x.dim() != 4 or x.size(1) != self.input_nc or x.size(2) % self.size_multiple != 0
+                    or x.size(3) % self.size_multiple != 0):
+                raise ValueError("expected a float32 (B, {}, H, W) batch with H and W multiples of {}; got {}"
+                                 .format(self.input_nc, self.size_multiple, x.shape))
+            return self.generator(x)  # (B, output_nc, H, W) in [-1, 1]
+
+    try:
+        with _quiet(), torch.no_grad():
+            traced = torch.jit.trace(net, torch.zeros(1, input_nc, side, side), check_trace=False)
+            scripted = torch.jit.script(CheckedGenerator(traced, input_nc, multiple))
+            buf = io.BytesIO()
+            torch.jit.save(scripted, buf, _extra_files={TORCHSCRIPT_META: json.dumps(meta, indent=2)})
+    except Exception as e:
+        raise ExportError(f"TorchScript export failed for {meta['arch']}: {_first_line(e)}") from e
+    return buf.getvalue()
+
+
+def load_torchscript(path_or_bytes: Union[str, Path, bytes]) -> Tuple[torch.jit.ScriptModule, Dict[str, Any]]:
+    """Load a TorchScript export and its metadata (``translate.json``) on the CPU."""
+    import torch
+
+    files = {TORCHSCRIPT_META: ""}
+    src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
+    with _quiet():
+        module = torch.jit.load(src, map_location="cpu", _extra_files=files)
+    return module.eval(), json.loads(files[TORCHSCRIPT_META] or "{}")
+
+
+def _onnx_runner(data: bytes, ort: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    import torch
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0])
+
+
+def _parity(net: nn.Module, run: Callable[[torch.Tensor], torch.Tensor], shape: Tuple[int, ...]) -> float:
+    import torch
+
+    gen = torch.Generator().manual_seed(sum(shape))
+    x = torch.rand(shape, generator=gen) * 2 - 1  # (B, C, H, W) in [-1, 1]
+    with torch.inference_mode():
+        expected = net(x)
+        got = run(x)
+    if tuple(got.shape) != tuple(expected.shape):
+        raise ExportError(f"the export returned shape {list(got.shape)} for input {list(shape)}; "
+                          f"PyTorch returns {list(expected.shape)}")
+    return float((got.float() - expected).abs().max())
+
+
+# ---------------------------------------------------------------- command line
+
+
+def add_export_parser(subparsers) -> None:
+    """Add ``translate export`` to an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "export", help="export a generator to ONNX or TorchScript",
+        description="Export one generator of a checkpoint to a single ONNX or TorchScript file. "
+                    "The file maps a float32 (B, C, H, W) batch in [-1, 1] to the translated batch; "
+                    "B, H and W are dynamic, H and W must be multiples of the generator's size "
+                    "multiple (recorded in the file's metadata). The export is compared with PyTorch "
+                    "before it is written.")
+    p.add_argument("checkpoint", help="a run folder or its translator/ folder")
+    p.add_argument("out", metavar="OUT", help="file to write (e.g. model.onnx or model.pt)")
+    p.add_argument("--format", required=True, choices=FORMATS, dest="format", help="export format")
+    p.add_argument("--direction", choices=DIRECTIONS,
+                   help="which generator to export (required when the checkpoint has both, e.g. CycleGAN)")
+    p.add_argument("--opset", type=int,
+                   help=f"ONNX opset (default: the exporter's; below {MIN_DYNAMO_OPSET} the legacy "
+                        "TorchScript-based ONNX exporter is used)")
+    p.add_argument("--no-check", dest="check", action="store_false",
+                   help="write without comparing the export with PyTorch")
+    p.add_argument("--tolerance", type=float, default=TOLERANCE,
+                   help="largest max-abs difference from PyTorch (outputs in [-1, 1]) the check accepts")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_export)
+
+
+def format_report(report: Dict[str, Any]) -> str:
+    """The human-readable summary that ``translate export`` prints."""
+    fmt = f"ONNX opset {report['opset']}" if report["format"] == "onnx" else "TorchScript"
+    lines = [
+        f"wrote {report['path']} ({fmt}, {report['bytes'] / 1e6:.1f} MB): {report['arch']} {report['direction']}",
+        f"input:  (B, {report['input_nc']}, H, W) float32 in [-1, 1], H and W multiples of "
+        f"{report['size_multiple']}; output (B, {report['output_nc']}, H, W)",
+    ]
+    if not report["checked"]:
+        lines.append("parity: not checked (--no-check)")
+    else:
+        lines.append(f"parity with PyTorch (tolerance {report['tolerance']:g}):")
+        for p in report["parity"]:
+            verdict = "ok" if p["max_abs_diff"] <= report["tolerance"] else "FAILED"
+            lines.append(f"  {'x'.join(map(str, p['shape'])):>16}  max |diff| {p['max_abs_diff']:.2e}  {verdict}")
+    return "\n".join(lines)
+
+
+def _cmd_export(args, argv) -> int:
+    report = export_translator(args.checkpoint, args.format, args.out, direction=args.direction,
+                               opset=args.opset, check=args.check, overwrite=args.overwrite,
+                               tolerance=args.tolerance)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0  # a failed check raises ExportError (exit 2 in the CLI)
