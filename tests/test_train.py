@@ -161,3 +161,25 @@ def test_sigkill_during_checkpoint_writes_never_corrupts(ab_data, tmp_path):
         state = load_state(ckpt / "sig")
         assert state["step"] >= 1
         load_generator(ckpt / "sig", "a2b")
+
+
+def test_eval_every_keeps_latest_and_best_and_plots_losses(tmp_path):
+    from conftest import make_ab_dataset
+
+    data = make_ab_dataset(tmp_path / "d", n=6)
+    make_ab_dataset(tmp_path / "d", n=3, split="test", seed=1)
+    cfg = tiny_cfg("pix2pix", data, tmp_path / "ck", max_steps=4, eval_every=2)
+    run = train(cfg).run_dir
+    best = json.loads((run / "best.json").read_text())
+    assert best["metric"] == "l1" and best["split"] == "test" and best["step"] in (2, 4)
+    assert read_translator_json(run / "translator")["provenance"]["step"] == 4
+    assert read_translator_json(run / "translator_best")["provenance"]["step"] == best["step"]
+    evals = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines() if "eval_l1" in x]
+    assert [e["step"] for e in evals] == [2, 4]
+    assert best["value"] == min(e["eval_l1"] for e in evals)
+    assert (run / "losses.png").stat().st_size > 1000
+
+
+def test_eval_every_without_held_out_split_is_refused(ab_data, tmp_path):
+    with pytest.raises(TrainingError, match="held-out split"):
+        train(tiny_cfg("pix2pix", ab_data, tmp_path / "ck", max_steps=2, eval_every=1))

@@ -45,15 +45,23 @@ TRAIN_OPTIONS = {
     "precision": ("loop.precision", "fp32, bf16 or fp16 (autocast; fp16 on CUDA only)"),
     "log_every": ("loop.log_every", "steps between log.jsonl lines"),
     "save_every": ("loop.save_every", "steps between checkpoints (one is also saved every epoch)"),
+    "eval_every": ("loop.eval_every", "steps between evaluations on a held-out split; the best checkpoint "
+                                      "is kept in translator_best/ (0: never)"),
+    "eval_split": ("loop.eval_split", "split for --eval-every (auto: val if present, else test)"),
+    "eval_metric": ("loop.eval_metric", "metric that picks translator_best/: l1, psnr, ssim, fid, kid "
+                                        "(auto: l1 for pix2pix, fid for CycleGAN)"),
+    "eval_max_images": ("loop.eval_max_images", "images per evaluation"),
 }
 _TYPES = {"input_nc": int, "output_nc": int, "load_size": int, "crop_size": int, "max_items": int,
           "num_workers": int, "n_layers_D": int, "ngf": int, "ndf": int, "batch_size": int, "epochs": int,
-          "epochs_decay": int, "max_steps": int, "max_minutes": float, "lr": float, "seed": int, "log_every": int, "save_every": int}
+          "epochs_decay": int, "max_steps": int, "max_minutes": float, "lr": float, "seed": int, "log_every": int, "save_every": int,
+          "eval_every": int, "eval_max_images": int}
 _CHOICES = {"layout": ["auto", "ab", "a_b", "unpaired"], "direction": ["AtoB", "BtoA"],
             "input_nc": [1, 3], "output_nc": [1, 3],
             "preprocess": ["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"],
             "norm": ["batch", "instance", "none"], "init_type": ["normal", "xavier", "kaiming", "orthogonal"],
-            "gan_mode": ["vanilla", "lsgan", "hinge", "wgan-gp"], "precision": ["fp32", "bf16", "fp16"]}
+            "gan_mode": ["vanilla", "lsgan", "hinge", "wgan-gp"], "precision": ["fp32", "bf16", "fp16"],
+            "eval_metric": ["auto", "l1", "psnr", "ssim", "fid", "kid"]}
 
 
 def _flag(dest: str) -> str:
@@ -75,6 +83,8 @@ def _add_train_parser(sub, method: str) -> None:
                    help="do not flip training images horizontally")
     p.add_argument("--no-dropout", dest="use_dropout", action="store_false", default=None,
                    help="no dropout in the generator")
+    p.add_argument("--tensorboard", dest="tensorboard", action="store_true", default=None,
+                   help="also log losses and sample grids for TensorBoard in RUN/tensorboard (needs tensorboard)")
     p.add_argument("--sync-bn", dest="sync_bn", action="store_true", default=None,
                    help="synchronise batch-norm statistics across torchrun processes (CUDA only)")
     p.add_argument("--skip-bad-images", action="store_true", default=None,
@@ -173,12 +183,12 @@ def _train_config(args):
 
     given = {dest: getattr(args, dest) for dest in TRAIN_OPTIONS if getattr(args, dest) is not None}
     for dest, key in (("flip", "data.flip"), ("use_dropout", "model.use_dropout"),
-                      ("skip_bad_images", "data.skip_bad_images"), ("sync_bn", "loop.sync_bn")):
+                      ("skip_bad_images", "data.skip_bad_images"), ("sync_bn", "loop.sync_bn"), ("tensorboard", "loop.tensorboard")):
         if getattr(args, dest) is not None:
             given[dest] = getattr(args, dest)
     keys = {**{d: k for d, (k, _h) in TRAIN_OPTIONS.items()},
             "flip": "data.flip", "use_dropout": "model.use_dropout", "skip_bad_images": "data.skip_bad_images",
-            "sync_bn": "loop.sync_bn"}
+            "sync_bn": "loop.sync_bn", "tensorboard": "loop.tensorboard"}
 
     run_dir = Path(args.checkpoints_dir) / args.name
     if args.resume:

@@ -99,6 +99,11 @@ class LoopConfig:
     save_every: int = 1000  # steps between checkpoints (also saved at each epoch end)
     sample_count: int = 4  # images in the fixed sample grid
     sync_bn: bool = False  # synchronise batch-norm statistics across processes (torchrun, CUDA)
+    tensorboard: bool = False  # also log scalars and sample grids to <run>/tensorboard
+    eval_every: int = 0  # steps between evaluations on a held-out split (0: never)
+    eval_split: str = "auto"  # split to evaluate on; auto: val if the dataset has one, else test
+    eval_metric: str = "auto"  # l1 | psnr | ssim | fid | kid; auto: l1 (pix2pix) or fid (CycleGAN)
+    eval_max_images: Optional[int] = 50  # images per evaluation (keeps it cheap)
 
 
 MODEL_CONFIGS = {"pix2pix": Pix2PixConfig, "cyclegan": CycleGANConfig}
@@ -112,6 +117,7 @@ CHOICES = {
     "model.norm": ("batch", "instance", "none"),
     "model.init_type": ("normal", "xavier", "kaiming", "orthogonal"),
     "loop.precision": ("fp32", "bf16", "fp16"),
+    "loop.eval_metric": ("auto", "l1", "psnr", "ssim", "fid", "kid"),
 }
 
 
@@ -173,6 +179,8 @@ class RunConfig:
             raise ConfigError(f"max_minutes must be positive, got {lp.max_minutes}")
         if lp.lr <= 0:
             raise ConfigError(f"lr must be positive, got {lp.lr}")
+        if lp.eval_every < 0:
+            raise ConfigError(f"eval_every must be >= 0, got {lp.eval_every}")
         if lp.log_every < 1 or lp.save_every < 1:
             raise ConfigError("log_every and save_every must be >= 1")
         if self.method == "cyclegan" and self.model.lambda_identity > 0 and d.input_nc != d.output_nc:

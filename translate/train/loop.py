@@ -35,6 +35,7 @@ from ..fsutil import atomic_write_text, recover_dir
 from ..methods import build_method
 from ..methods.common import Scalers, autocast, linear_decay
 from .logging import JsonlLog, save_grid
+from .monitor import BestKeeper, Monitor
 from .state import STATE_FILE, ResumeError, check_same_model, load_state, rng_state, save_state, set_rng_state
 
 
@@ -308,6 +309,8 @@ def _train(cfg: RunConfig, resume: bool, argv, run_dir: Path, device: torch.devi
     )
     fixed = _fixed_batch(dataset, loop.sample_count, device) if main else None
     log = JsonlLog(run_dir / "log.jsonl", resume_step=step) if main else None
+    monitor = Monitor(run_dir, cfg) if main else None
+    keeper = BestKeeper(run_dir, cfg) if main and loop.eval_every else None
     preprocessing = _preprocessing_record(cfg, size_multiple)
     if main:
         procs = f" x {info.world_size} processes ({info.backend})" if info.enabled else ""
@@ -334,8 +337,15 @@ def _train(cfg: RunConfig, resume: bool, argv, run_dir: Path, device: torch.devi
         if not main:
             return
         rng = torch.get_rng_state()  # sampling must not change the training random stream
-        save_grid(method.sample(fixed, amp), run_dir / "samples" / f"{tag}.png")
+        png = save_grid(method.sample(fixed, amp), run_dir / "samples" / f"{tag}.png")
         torch.set_rng_state(rng)
+        monitor.image(tag, png, step)
+
+    def evaluate_now() -> None:
+        if keeper is not None:
+            record = keeper.evaluate(step)
+            log.write(record)
+            monitor.log(record)
 
     from tqdm import tqdm
 
@@ -374,6 +384,7 @@ def _train(cfg: RunConfig, resume: bool, argv, run_dir: Path, device: torch.devi
                                   "images_per_s": round(window_steps * bs * info.world_size / max(elapsed, 1e-9), 3)}
                         if main:
                             log.write(record)
+                            monitor.log(record)
                         pbar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k not in ("step", "lr")},
                                          refresh=False)
                         sums, window_start, window_steps = {}, time.perf_counter(), 0
@@ -386,8 +397,10 @@ def _train(cfg: RunConfig, resume: bool, argv, run_dir: Path, device: torch.devi
                         break  # epoch end is handled below
                     if stopping or step >= total_steps:
                         break
-                    if step % loop.save_every == 0:
+                    if step % loop.save_every == 0 or (loop.eval_every and step % loop.eval_every == 0):
                         checkpoint()
+                    if loop.eval_every and step % loop.eval_every == 0:
+                        evaluate_now()
                 if step_in_epoch == steps_per_epoch:
                     for sched in schedulers.values():
                         sched.step()
@@ -395,9 +408,13 @@ def _train(cfg: RunConfig, resume: bool, argv, run_dir: Path, device: torch.devi
                     step_in_epoch = 0
                     samples(f"epoch_{epoch:04d}")
                     checkpoint()
+                    if loop.eval_every and (step % loop.eval_every == 0 or step >= total_steps):
+                        evaluate_now()
                 elif stopping or step >= total_steps:
                     samples(f"step_{step:07d}")
                     checkpoint()
+                    if loop.eval_every and step >= total_steps:
+                        evaluate_now()
                 if stopping:
                     if stop.signum is None and out_of_time():
                         if main:
@@ -409,6 +426,7 @@ def _train(cfg: RunConfig, resume: bool, argv, run_dir: Path, device: torch.devi
             pbar.close()
             if log is not None:
                 log.close()
+                monitor.close()
     return TrainResult(run_dir, step, epoch, stopped_by, method)
 
 
