@@ -34,61 +34,25 @@ checkout without installing) it adds the repository root (the parent of ``tools/
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-try:
-    import translate  # noqa: F401
-except ImportError:  # a source checkout that is not installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/, for _common
 
-import cv2
-import numpy as np
+# _common also makes ``translate`` importable from a source checkout; import it first.
+from _common import (NO_ALPHA_EXTENSIONS, Failures, add_ext_option,  # noqa: E402
+                     add_overwrite_option, check_out_folder, input_locations, list_inputs,
+                     output_problem, overlapping, use_lenient_output, write_outputs)
 
-from translate.data.discover import DatasetError, list_images
-from translate.data.io import IMAGE_EXTENSIONS, ImageReadError, read_image, write_image
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
-EXT_CHOICES = ("same",) + tuple(e.lstrip(".") for e in IMAGE_EXTENSIONS)
-NO_ALPHA_EXTENSIONS = (".jpg", ".jpeg")
+from translate.data.io import ImageReadError, read_image  # noqa: E402
+
 INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR,
                   "cubic": cv2.INTER_CUBIC, "area": cv2.INTER_AREA}
-
-
-# --------------------------------------------------------------------------- shared helpers
-
-
-def entry_location(path: Path) -> str:
-    """Where a directory entry really lives (parent symlinks resolved, the name itself not).
-
-    Writing ``path`` atomically replaces this entry, so two paths with the same location are
-    the same file for overwrite checks even through symlinked folders.
-    """
-    return os.path.join(os.path.realpath(path.parent), path.name)
-
-
-def overlapping(a: Path, b: Path) -> bool:
-    """True when folder ``a`` and folder ``b`` are the same or one contains the other."""
-    ra, rb = os.path.realpath(a), os.path.realpath(b)
-    return ra == rb or ra.startswith(rb.rstrip(os.sep) + os.sep) or \
-        rb.startswith(ra.rstrip(os.sep) + os.sep)
-
-
-def without_path_prefix(message: str, path: Path) -> str:
-    """``write_image`` errors start with "PATH: "; drop it where the caller names PATH itself."""
-    prefix = f"{path}: "
-    return message[len(prefix):] if message.startswith(prefix) else message
-
-
-def use_lenient_output() -> None:
-    # File names that are not valid UTF-8 must not crash the report.
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.reconfigure(errors="backslashreplace")
-        except (AttributeError, ValueError):  # pragma: no cover - replaced streams
-            pass
 
 
 # ------------------------------------------------------------------------------ the pixels
@@ -165,10 +129,11 @@ def combine(img_a: np.ndarray, img_b: np.ndarray, ext: str, interp: str = "auto"
 # ---------------------------------------------------------------------------- the folders
 
 
-def keyed_images(folder: Path) -> Dict[str, List[Path]]:
-    """relative path without extension -> the image files with that stem (normally one)."""
+def keyed_images(folder: Path, paths: List[Path]) -> Dict[str, List[Path]]:
+    """relative path without extension -> the image files (``paths``, found in ``folder``)
+    with that stem (normally one)."""
     keyed: Dict[str, List[Path]] = defaultdict(list)
-    for path in list_images(folder):
+    for path in paths:
         keyed[path.relative_to(folder).with_suffix("").as_posix()].append(path)
     return keyed
 
@@ -186,17 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="output folder; gets the same relative paths as A (created if "
                              "missing; must not overlap the input folders)")
-    parser.add_argument("--ext", default="same", choices=EXT_CHOICES,
-                        help="output format: 'same' keeps each A file's extension (default); "
-                             "16-bit output needs png or tif")
+    add_ext_option(parser, same="each A file's extension")
     parser.add_argument("--interp", default="auto", choices=("auto",) + tuple(INTERPOLATIONS),
                         help="filter used when B is resized to A's size: auto = area when "
                              "shrinking, cubic when enlarging; use nearest for label maps")
     parser.add_argument("--no-resize", action="store_true",
                         help="treat a size mismatch between A and B as an error instead of "
                              "resizing B")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace outputs that already exist (inputs are never written)")
+    add_overwrite_option(parser)
     return parser
 
 
@@ -210,22 +172,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if overlapping(folder, args.out):
             parser.error(f"--out {args.out} overlaps the input folder {flag} {folder}; "
                          "choose a separate output folder")
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out {args.out} exists and is not a folder")
+    check_out_folder(parser, args.out)
 
-    try:
-        keyed_a, keyed_b = keyed_images(args.a), keyed_images(args.b)
-    except (DatasetError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    listed = list_inputs(args.a, args.b)
+    if listed is None:
         return 2
-    inputs = {entry_location(p) for paths in (*keyed_a.values(), *keyed_b.values()) for p in paths}
-
-    failures = 0
-
-    def fail(path, reason: str) -> None:
-        nonlocal failures
-        failures += 1
-        print(f"error: {path}: {reason}", file=sys.stderr)
+    keyed_a, keyed_b = keyed_images(args.a, listed[0]), keyed_images(args.b, listed[1])
+    inputs = input_locations(p for paths in listed for p in paths)
+    fail = Failures()
 
     for side, keyed in (("A", keyed_a), ("B", keyed_b)):
         for key in sorted(k for k, paths in keyed.items() if len(paths) > 1):
@@ -249,11 +203,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         path_a, path_b = keyed_a[key][0], keyed_b[key][0]
         ext = path_a.suffix if args.ext == "same" else "." + args.ext
         dest = args.out / (key + ext)
-        if entry_location(dest) in inputs:
-            fail(dest, "is an input file; refusing to overwrite it")
-            continue
-        if (dest.exists() or dest.is_symlink()) and not args.overwrite:
-            fail(dest, "exists already (pass --overwrite to replace it)")
+        problem = output_problem(dest, inputs, args.overwrite)
+        if problem:
+            fail(dest, problem)
             continue
         try:
             img_a, img_b = read_image(path_a), read_image(path_b)
@@ -267,16 +219,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             continue
         for note in notes:
             print(f"warning: {path_a} + {path_b}: {note}", file=sys.stderr)
-        try:
-            write_image(dest, img)
-        except (ValueError, OSError) as err:
-            fail(dest, f"cannot write: {without_path_prefix(str(err), dest)}")
-            continue
-        done += 1
+        if write_outputs(fail, [(dest, img)]):
+            done += 1
 
     print(f"combined {done} pair(s) into {args.out}; {len(only_a)} only in A, {len(only_b)} "
-          f"only in B, {failures} failure(s) in total")
-    return 0 if failures == 0 else 1
+          f"only in B, {fail.count} failure(s) in total")
+    return fail.exit_status()
 
 
 if __name__ == "__main__":

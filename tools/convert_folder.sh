@@ -24,28 +24,13 @@ errors.
 EOF
 }
 
-case "${1:-}" in
-    -h | --help)
-        usage
-        exit 0
-        ;;
-esac
-if [ "$#" -lt 3 ]; then
-    echo "convert_folder.sh: expected CHECKPOINT INPUT OUTPUT, got $# argument(s)" >&2
-    usage >&2
-    exit 2
-fi
+# shellcheck source=_common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
+check_paths_args convert_folder.sh "CHECKPOINT INPUT OUTPUT" 1 "$@"
 checkpoint=$1
 input=$2
 output=$3
 shift 3
-for arg in "$checkpoint" "$input" "$output"; do
-    if [ "$arg" != "-" ] && [ "${arg#-}" != "$arg" ]; then
-        echo "convert_folder.sh: '$arg' looks like an option; options go after CHECKPOINT INPUT OUTPUT" >&2
-        usage >&2
-        exit 2
-    fi
-done
 
 if command -v translate >/dev/null 2>&1; then
     exec translate convert "$checkpoint" "$input" "$output" "$@"

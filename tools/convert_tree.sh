@@ -21,28 +21,13 @@ skipped; 2 for usage errors.
 EOF
 }
 
-case "${1:-}" in
-    -h | --help)
-        usage
-        exit 0
-        ;;
-esac
-if [ "$#" -lt 3 ]; then
-    echo "convert_tree.sh: expected CHECKPOINT INPUT_ROOT OUTPUT_ROOT, got $# argument(s)" >&2
-    usage >&2
-    exit 2
-fi
+# shellcheck source=_common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
+check_paths_args convert_tree.sh "CHECKPOINT INPUT_ROOT OUTPUT_ROOT" 0 "$@"
 checkpoint=$1
 input_root=$2
 output_root=$3
 shift 3
-for arg in "$checkpoint" "$input_root" "$output_root"; do
-    if [ "${arg#-}" != "$arg" ]; then
-        echo "convert_tree.sh: '$arg' looks like an option; options go after CHECKPOINT INPUT_ROOT OUTPUT_ROOT" >&2
-        usage >&2
-        exit 2
-    fi
-done
 if [ ! -d "$input_root" ]; then
     echo "convert_tree.sh: INPUT_ROOT '$input_root' is not a folder" >&2
     exit 2

@@ -37,34 +37,15 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-try:
-    import translate  # noqa: F401
-except ImportError:  # a source checkout that is not installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/, for _common
 
-from translate.data.discover import DatasetError, list_images
-from translate.data.io import ImageReadError, read_image
-from translate.fsutil import TEMP_SUFFIX, atomic_write_bytes
+# _common also makes ``translate`` importable from a source checkout; import it first.
+from _common import (Failures, add_overwrite_option, check_out_folder,  # noqa: E402
+                     input_locations, list_inputs, output_problem, overlapping,
+                     use_lenient_output)
 
-
-def entry_location(path: Path) -> str:
-    """Where a directory entry really lives (parent symlinks resolved, the name itself not)."""
-    return os.path.join(os.path.realpath(path.parent), path.name)
-
-
-def overlapping(a: Path, b: Path) -> bool:
-    """True when folder ``a`` and folder ``b`` are the same or one contains the other."""
-    ra, rb = os.path.realpath(a), os.path.realpath(b)
-    return ra == rb or ra.startswith(rb.rstrip(os.sep) + os.sep) or \
-        rb.startswith(ra.rstrip(os.sep) + os.sep)
-
-
-def use_lenient_output() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.reconfigure(errors="backslashreplace")
-        except (AttributeError, ValueError):  # pragma: no cover
-            pass
+from translate.data.io import ImageReadError, read_image  # noqa: E402
+from translate.fsutil import TEMP_SUFFIX, atomic_write_bytes  # noqa: E402
 
 
 def atomic_symlink(target: str, dest: Path) -> None:
@@ -109,8 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "symlink, falling back to copying where links are not supported)")
     mode.add_argument("--copy", dest="mode", action="store_const", const="copy",
                       help="copy every file instead of linking")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace outputs that already exist (inputs are never written)")
+    add_overwrite_option(parser)
     return parser
 
 
@@ -129,33 +109,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if overlapping(src, dst):
                 parser.error(f"output folder {dst} overlaps the input folder {src}; choose "
                              "another --out")
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out {args.out} exists and is not a folder")
+    check_out_folder(parser, args.out)
 
-    try:
-        listed = [(side, src, dst, list_images(src)) for side, src, dst in sides]
-    except (DatasetError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    found = list_inputs(*(src for _, src, _ in sides))
+    if found is None:
         return 2
-    inputs = {entry_location(p) for *_, paths in listed for p in paths}
+    listed = [(side, src, dst, paths) for (side, src, dst), paths in zip(sides, found)]
+    inputs = input_locations(p for paths in found for p in paths)
 
     mode = args.mode or "auto"
-    failures = 0
-
-    def fail(path, reason: str) -> None:
-        nonlocal failures
-        failures += 1
-        print(f"error: {path}: {reason}", file=sys.stderr)
+    fail = Failures()
 
     for side, src, dst, paths in listed:
         linked = copied = bad = 0
         for path in paths:
             dest = dst / path.relative_to(src)
-            if entry_location(dest) in inputs:
-                fail(dest, "is an input file; refusing to overwrite it")
-                continue
-            if (dest.exists() or dest.is_symlink()) and not args.overwrite:
-                fail(dest, "exists already (pass --overwrite to replace it)")
+            problem = output_problem(dest, inputs, args.overwrite)
+            if problem:
+                fail(dest, problem)
                 continue
             try:
                 read_image(path)
@@ -186,8 +157,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{dst}: {linked} linked + {copied} copied from {src}; {bad} unreadable left "
               f"out; {other} non-image or hidden file(s) skipped")
 
-    print(f"{'done' if failures == 0 else 'finished with errors'}: {failures} failure(s)")
-    return 0 if failures == 0 else 1
+    print(f"{'done' if fail.count == 0 else 'finished with errors'}: {fail.count} failure(s)")
+    return fail.exit_status()
 
 
 if __name__ == "__main__":

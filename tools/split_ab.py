@@ -27,47 +27,19 @@ checkout without installing) it adds the repository root (the parent of ``tools/
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
-try:
-    import translate  # noqa: F401
-except ImportError:  # a source checkout that is not installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/, for _common
 
-from translate.data.discover import DatasetError, list_images
-from translate.data.io import IMAGE_EXTENSIONS, ImageReadError, read_image, write_image
-from translate.data.paired import split_halves
+# _common also makes ``translate`` importable from a source checkout; import it first.
+from _common import (NO_ALPHA_EXTENSIONS, Failures, add_ext_option,  # noqa: E402
+                     add_overwrite_option, check_out_folder, input_locations, list_inputs,
+                     output_problem, overlapping, use_lenient_output, write_outputs)
 
-EXT_CHOICES = ("same",) + tuple(e.lstrip(".") for e in IMAGE_EXTENSIONS)
-NO_ALPHA_EXTENSIONS = (".jpg", ".jpeg")
-
-
-def entry_location(path: Path) -> str:
-    """Where a directory entry really lives (parent symlinks resolved, the name itself not)."""
-    return os.path.join(os.path.realpath(path.parent), path.name)
-
-
-def overlapping(a: Path, b: Path) -> bool:
-    """True when folder ``a`` and folder ``b`` are the same or one contains the other."""
-    ra, rb = os.path.realpath(a), os.path.realpath(b)
-    return ra == rb or ra.startswith(rb.rstrip(os.sep) + os.sep) or \
-        rb.startswith(ra.rstrip(os.sep) + os.sep)
-
-
-def without_path_prefix(message: str, path: Path) -> str:
-    prefix = f"{path}: "
-    return message[len(prefix):] if message.startswith(prefix) else message
-
-
-def use_lenient_output() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.reconfigure(errors="backslashreplace")
-        except (AttributeError, ValueError):  # pragma: no cover
-            pass
+from translate.data.io import ImageReadError, read_image  # noqa: E402
+from translate.data.paired import split_halves  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,11 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="output folder: gets A/ and B/ with SRC's relative paths (must "
                              "not overlap SRC)")
-    parser.add_argument("--ext", default="same", choices=EXT_CHOICES,
-                        help="output format: 'same' keeps each file's extension (default); "
-                             "16-bit output needs png or tif")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace outputs that already exist (inputs are never written)")
+    add_ext_option(parser, same="each file's extension")
+    add_overwrite_option(parser)
     return parser
 
 
@@ -99,21 +68,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if overlapping(args.src, args.out / side):
             parser.error(f"--out {args.out}: {args.out / side} overlaps --src {args.src}; "
                          "choose a separate output folder")
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out {args.out} exists and is not a folder")
-    try:
-        paths = list_images(args.src)
-    except (DatasetError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    check_out_folder(parser, args.out)
+    listed = list_inputs(args.src)
+    if listed is None:
         return 2
-    inputs = {entry_location(p) for p in paths}
-
-    failures = done = 0
-
-    def fail(path, reason: str) -> None:
-        nonlocal failures
-        failures += 1
-        print(f"error: {path}: {reason}", file=sys.stderr)
+    paths = listed[0]
+    inputs = input_locations(paths)
+    fail = Failures()
+    done = 0
 
     claimed: Dict[Path, Path] = {}  # output -> the input that produces it
     for path in paths:
@@ -125,16 +87,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             fail(path, f"gives the same output names as {claimed[rel]} ({rel}); rename one")
             continue
         claimed[rel] = path
-        problem = None
-        for dest in dests:
-            if entry_location(dest) in inputs:
-                problem = (dest, "is an input file; refusing to overwrite it")
-            elif (dest.exists() or dest.is_symlink()) and not args.overwrite:
-                problem = (dest, "exists already (pass --overwrite to replace it)")
-            if problem:
-                break
-        if problem:
-            fail(*problem)
+        problems = [(dest, problem) for dest in dests
+                    for problem in [output_problem(dest, inputs, args.overwrite)] if problem]
+        if problems:
+            fail(*problems[0])
             continue
         try:
             img = read_image(path)
@@ -151,18 +107,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if img.shape[2] == 4 and ext.lower() in NO_ALPHA_EXTENSIONS:
             print(f"warning: {path}: alpha dropped ({ext} cannot store it)", file=sys.stderr)
             img = img[:, :, :3]
-        halves = split_halves(img)
-        try:
-            for dest, half in zip(dests, halves):
-                write_image(dest, half)
-        except (ValueError, OSError) as err:
-            fail(dest, f"cannot write: {without_path_prefix(str(err), dest)}")
-            continue
-        done += 1
+        if write_outputs(fail, list(zip(dests, split_halves(img)))):
+            done += 1
 
     print(f"split {done} image(s) into {args.out / 'A'} and {args.out / 'B'}; "
-          f"{failures} failure(s)")
-    return 0 if failures == 0 else 1
+          f"{fail.count} failure(s)")
+    return fail.exit_status()
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ def _add_train_parser(sub, method: str) -> None:
     p.add_argument("--checkpoints-dir", default="checkpoints", help="root folder of runs")
     p.add_argument("--resume", action="store_true",
                    help="continue the run NAME from its last checkpoint, with its saved configuration")
-    p.add_argument("--preset", help="named recipe applied before the options (see --list-presets)")
+    p.add_argument("--preset", help="named recipe applied before the options: pix2pix_paper, cyclegan_paper, tiny")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any configuration value, e.g. --set model.lambda_l1=50 (repeatable)")
     p.add_argument("--no-flip", dest="flip", action="store_false", default=None,
@@ -270,7 +270,8 @@ def _cmd_convert(args, argv) -> int:
                 quality=args.quality, overwrite=args.overwrite, in_place_ok=args.in_place_ok, resize=args.resize,
                 max_pixels=args.max_pixels, workers=args.workers, paths=paths,
                 progress=not args.no_progress and info.is_main, shard=(info.rank, info.world_size),
-                write_failures=not info.enabled, clean_temp=not info.enabled)
+                write_failures=not info.enabled, clean_temp=not info.enabled,
+                after_plan=(lambda: D.barrier(info)) if info.enabled else None)
         finally:
             signal.signal(signal.SIGTERM, old)
         if info.enabled:

@@ -164,7 +164,7 @@ def convert(translator, input, output, *, direction: Optional[str] = None, batch
             in_place_ok: bool = False, resize=None, max_pixels: Optional[int] = None,
             workers: Optional[int] = None, paths: Optional[Sequence] = None, progress: bool = True,
             shard: Tuple[int, int] = (0, 1), write_failures: bool = True,
-            clean_temp: bool = True) -> ConvertSummary:
+            clean_temp: bool = True, after_plan=None) -> ConvertSummary:
     """Translate every image of ``input`` into ``output``, mirroring relative paths.
 
     Args:
@@ -186,6 +186,8 @@ def convert(translator, input, output, *, direction: Optional[str] = None, batch
         write_failures: write ``output/failed.jsonl`` (the torchrun caller writes a merged one).
         clean_temp: remove temp files left in ``output`` by a killed run (the torchrun caller does
             it once, before the ranks start writing).
+        after_plan: called once planning is done, before anything is written (under torchrun a
+            barrier, so no rank plans while another already writes).
 
     Returns:
         ConvertSummary; its ``failures`` are also written to ``output/failed.jsonl``.
@@ -204,6 +206,8 @@ def convert(translator, input, output, *, direction: Optional[str] = None, batch
     base, files = list_inputs(input, paths)
     todo, skipped, failures = plan(base, files, output, ext, overwrite, in_place_ok,
                                    folder_input=str(input) != "-" and Path(input).is_dir())
+    if after_plan is not None:
+        after_plan()
     rank, world = shard
     todo = todo[rank::world]
     if rank != 0:

@@ -82,6 +82,9 @@ class Translator:
             raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
         if precision == "fp16" and device.type != "cuda":
             raise ValueError("fp16 inference needs a CUDA device; on CPU use bf16 or fp32")
+        from .methods.common import warn_if_slow_precision
+
+        warn_if_slow_precision(device, precision)
         doc = read_translator_json(checkpoint)
         mode = batchnorm or doc["preprocessing"].get("batchnorm", "per_image")
         gens = {}

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .check import ImageInfo, validate_files
-from .discover import DatasetError, Layout, detect_layout, list_images, match_pairs
+from .discover import DatasetError, detect_layout, list_images, match_pairs
 from .io import image_to_tensor, read_image, to_channels
 from .transforms import build_transform
 
@@ -38,6 +38,25 @@ def check_common_args(direction: str, input_nc: int, output_nc: int, seed: int,
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if max_items is not None and (not isinstance(max_items, (int, np.integer)) or max_items < 1):
         raise ValueError(f"max_items must be None or a positive integer, got {max_items!r}")
+
+
+def init_common(dataset: Dataset, root: PathLike, split: Optional[str], layout: str,
+                direction: str, input_nc: int, output_nc: int, seed: int,
+                max_items: Optional[int], preprocess: str, load_size: int, crop_size: int,
+                flip: bool, size_multiple: int) -> None:
+    """Validates the shared constructor arguments and sets the attributes both dataset classes
+    share: ``transform``, ``root``, ``split``, ``direction``, ``input_nc``, ``output_nc``,
+    ``seed``, ``epoch`` (0) and ``layout`` (detected)."""
+    check_common_args(direction, input_nc, output_nc, seed, max_items)
+    dataset.transform = build_transform(preprocess, load_size, crop_size, flip, size_multiple)
+    dataset.root = Path(root)
+    dataset.split = split
+    dataset.direction = direction
+    dataset.input_nc = input_nc
+    dataset.output_nc = output_nc
+    dataset.seed = int(seed)
+    dataset.epoch = 0
+    dataset.layout = detect_layout(root, split, layout)
 
 
 def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -115,17 +134,8 @@ class PairedDataset(Dataset):
                  flip: bool = True, size_multiple: int = 1, seed: int = 0,
                  skip_bad_images: bool = False, max_items: Optional[int] = None,
                  validate: bool = True):
-        check_common_args(direction, input_nc, output_nc, seed, max_items)
-        self.transform = build_transform(preprocess, load_size, crop_size, flip, size_multiple)
-        self.root = Path(root)
-        self.split = split
-        self.direction = direction
-        self.input_nc = input_nc
-        self.output_nc = output_nc
-        self.seed = int(seed)
-        self.epoch = 0
-
-        self.layout: Layout = detect_layout(root, split, layout)
+        init_common(self, root, split, layout, direction, input_nc, output_nc, seed, max_items,
+                    preprocess, load_size, crop_size, flip, size_multiple)
         if self.layout.kind == "unpaired":
             raise DatasetError(
                 f"pix2pix needs aligned pairs, but {self.layout.folder_a} and "

@@ -14,10 +14,9 @@ import torch
 from torch.utils.data import Dataset
 
 from .check import ImageInfo, validate_files
-from .discover import DatasetError, Layout, detect_layout, list_images
+from .discover import DatasetError, list_images
 from .io import image_to_tensor, read_image, to_channels
-from .paired import check_common_args, check_epoch, item_rng, normalise_index
-from .transforms import build_transform
+from .paired import check_epoch, init_common, item_rng, normalise_index
 
 PathLike = Union[str, os.PathLike]
 
@@ -65,17 +64,8 @@ class UnpairedDataset(Dataset):
                  load_size: int = 286, crop_size: int = 256, flip: bool = True,
                  size_multiple: int = 1, seed: int = 0, skip_bad_images: bool = False,
                  max_items: Optional[int] = None, layout: str = "auto", validate: bool = True):
-        check_common_args(direction, input_nc, output_nc, seed, max_items)
-        self.transform = build_transform(preprocess, load_size, crop_size, flip, size_multiple)
-        self.root = Path(root)
-        self.split = split
-        self.direction = direction
-        self.input_nc = input_nc
-        self.output_nc = output_nc
-        self.seed = int(seed)
-        self.epoch = 0
-
-        self.layout: Layout = detect_layout(root, split, layout)
+        init_common(self, root, split, layout, direction, input_nc, output_nc, seed, max_items,
+                    preprocess, load_size, crop_size, flip, size_multiple)
         if self.layout.kind == "ab":
             raise DatasetError(
                 f"CycleGAN needs two folders of images, one per domain, but "

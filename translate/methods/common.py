@@ -75,6 +75,24 @@ def frozen(*nets: nn.Module):
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def warn_if_slow_precision(device: torch.device, precision: str) -> None:
+    """Reduced precision on a CPU without native support (AVX-512 BF16 / AMX, AVX-512 FP16) runs
+    convolutions on slow reference kernels: say so instead of silently being many times slower."""
+    import warnings
+
+    if device.type != "cpu" or precision == "fp32":
+        return
+    check = {"bf16": "_is_mkldnn_bf16_supported", "fp16": "_is_mkldnn_fp16_supported"}[precision]
+    try:
+        supported = getattr(torch.ops.mkldnn, check)()
+    except (AttributeError, RuntimeError):  # pragma: no cover - very old torch
+        return
+    if not supported:
+        warnings.warn(f"this CPU has no native {precision} support (needs AVX-512 BF16/FP16 or AMX): "
+                      f"{precision} convolutions fall back to slow reference kernels, typically far slower "
+                      "than fp32 here; use --precision fp32", RuntimeWarning, stacklevel=2)
+
+
 def autocast(device: torch.device, precision: str):
     """Autocast context for ``precision`` on ``device`` (a no-op for fp32)."""
     dtype = PRECISIONS[precision]

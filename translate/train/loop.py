@@ -33,7 +33,7 @@ from ..checkpoint import save_translator, versions
 from ..config import RunConfig
 from ..fsutil import atomic_write_text, recover_dir
 from ..methods import build_method
-from ..methods.common import Scalers, autocast, linear_decay
+from ..methods.common import Scalers, autocast, linear_decay, warn_if_slow_precision
 from .logging import JsonlLog, save_grid
 from .monitor import BestKeeper, Monitor
 from .state import STATE_FILE, ResumeError, check_same_model, load_state, rng_state, save_state, set_rng_state
@@ -222,6 +222,7 @@ def train(cfg: RunConfig, resume: bool = False, argv: Optional[Sequence[str]] = 
     device = resolve_device(loop.device)
     if loop.precision == "fp16" and device.type != "cuda":
         raise TrainingError("fp16 training needs a CUDA device; on CPU use --precision bf16 or fp32")
+    warn_if_slow_precision(device, loop.precision)
     dist_info = D.setup(device)
     try:
         return _train(cfg, resume, argv, run_dir, D.rank_device(device, dist_info), dist_info)
