@@ -148,11 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--no-progress", action="store_true", help="no progress bar")
     conv.set_defaults(func=_cmd_convert)
 
+    from .bench import add_bench_parser
     from .evaluate import add_eval_parser
     from .export import add_export_parser
 
     add_export_parser(sub)
     add_eval_parser(sub)
+    add_bench_parser(sub)
 
     check = sub.add_parser("check-data", help="validate a dataset folder without training",
                            description="Report layout, counts, sizes, channel modes, unreadable files "
@@ -323,11 +325,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         from .convert import ConvertError
         from .data import DatasetError
+        from .bench import BenchError
         from .export import ExportError
         from .train.loop import TrainingError
         from .train.state import ResumeError
 
-        known += [ConvertError, DatasetError, ExportError, TrainingError, ResumeError]
+        known += [BenchError, ConvertError, DatasetError, ExportError, TrainingError, ResumeError]
     except ImportError:  # pragma: no cover
         pass
     try:

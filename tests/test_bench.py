@@ -1,0 +1,109 @@
+"""``translate bench``: every measurement runs (tiny settings) and the result is well formed."""
+
+import argparse
+import json
+import math
+
+import numpy as np
+import pytest
+
+from translate.bench import ALL_WHAT, BenchError, add_bench_parser, format_table, run_bench
+
+from conftest import make_translator, write_image_file
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def _positive(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+@pytest.fixture(scope="module")
+def quick_result():
+    return run_bench(device="cpu", precisions="fp32,bf16", quick=True, windows=2, window_seconds=0.25,
+                     warmup=0.1, log=lambda msg: None, argv=["translate", "bench", "--quick"])
+
+
+def test_every_requested_row_is_present_and_positive(quick_result):
+    r = json.loads(json.dumps(quick_result))  # JSON-serialisable as it is
+    rows = {(row["measurement"], row["precision"]): row for row in r["rows"]}
+    assert set(rows) == {(w, p) for w in ALL_WHAT for p in PRECISIONS}
+    assert len(r["rows"]) == len(rows)
+    for (what, prec), row in rows.items():
+        assert _positive(row["value"]), (what, prec, row)
+        assert row["windows"] and all(_positive(v) for v in row["windows"])
+        assert _positive(row["achieved_flops_per_s"])
+        assert _positive(row["pct_of_peak"]) and row["pct_of_peak"] < 1e5  # above 100 is possible (see docs)
+        if what != "peak":
+            assert _positive(row["flops_per_item"])
+            assert isinstance(row["peak_memory_bytes"], int) and row["peak_memory_bytes"] >= 0
+            assert row["peak_memory_kind"]
+    assert rows[("train-pix2pix", "fp32")]["unit"] == "img/s"
+    assert rows[("train-cyclegan", "fp32")]["unit"] == "it/s"
+    for prec in PRECISIONS:
+        assert _positive(r["peak"][prec]["flops_per_s"])
+
+
+def test_flops_are_counted(quick_result):
+    flops = quick_result["flops"]
+    for method in ("pix2pix", "cyclegan"):
+        f = flops[method]
+        assert _positive(f["generator_forward_flops_per_image"])
+        # a training step runs the generator forward and backward, and the discriminators
+        assert f["train_step_flops"] > 2 * f["generator_forward_flops_per_image"]
+
+
+def test_quality_guard_reports_psnr(quick_result):
+    quality = {(q["measurement"], q["precision"]): q for q in quick_result["quality"]}
+    assert set(quality) == {("convert-pix2pix", "bf16"), ("convert-cyclegan", "bf16")}
+    for q in quality.values():
+        assert q["psnr_db"] is not None and math.isfinite(q["psnr_db"]) and q["psnr_db"] > 20
+        assert q["images"] > 0 and q["weights"].startswith("random-init")
+    for row in quick_result["rows"]:
+        if row["measurement"].startswith("convert") and row["precision"] == "bf16":
+            assert row["psnr_vs_fp32_db"] == quality[(row["measurement"], "bf16")]["psnr_db"]
+
+
+def test_machine_description_and_table(quick_result):
+    m = quick_result["machine"]
+    for key in ("device", "device_name", "cpu_model", "torch", "torch_threads"):
+        assert m[key] not in (None, "")
+    assert quick_result["command"] == "translate bench --quick"
+    table = format_table(quick_result)
+    for what in ALL_WHAT:
+        assert what in table
+    assert "random-init" in table
+
+
+def test_checkpoint_and_real_folder(tmp_path):
+    ckpt = make_translator(tmp_path / "run", "pix2pix")
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        write_image_file(tmp_path / "imgs" / f"{k}.jpg", rng.integers(0, 256, (40, 72, 3), dtype=np.uint8))
+    r = run_bench(device="cpu", precisions=["fp32", "bf16"], what="convert-pix2pix", quick=True, windows=1,
+                  window_seconds=0.2, warmup=0, checkpoint=ckpt, data=tmp_path / "imgs", log=lambda msg: None)
+    assert [(row["measurement"], row["precision"]) for row in r["rows"]] == [
+        ("convert-pix2pix", "fp32"), ("convert-pix2pix", "bf16")]
+    row = r["rows"][0]
+    assert row["weights"].startswith("checkpoint") and _positive(row["value"])
+    assert row["pct_of_peak"] is None  # no peak measured
+    assert _positive(row["flops_per_item"])
+    assert r["quality"][0]["images"] == 3 and r["quality"][0]["psnr_db"] > 20
+
+
+def test_cli_options_json_and_errors(tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="translate")
+    add_bench_parser(parser.add_subparsers(dest="command"))
+    sub = parser._subparsers._group_actions[0].choices["bench"]
+    assert all(a.help for a in sub._actions)
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--quick", "--what", "peak", "--precision", "fp32", "--json", str(out)]
+    args = parser.parse_args(argv)
+    assert args.func(args, ["translate", *argv]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["rows"][0]["measurement"] == "peak" and doc["command"].startswith("translate bench --quick")
+    assert "matmul" in capsys.readouterr().out
+    with pytest.raises(BenchError, match="fp16 needs a CUDA device"):
+        run_bench(device="cpu", precisions="fp16", quick=True)
+    with pytest.raises(BenchError, match="unknown measurement"):
+        run_bench(device="cpu", what="train-foo", quick=True)
