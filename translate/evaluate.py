@@ -182,7 +182,7 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
                 print(f"eval: FID/KID skipped: {skipped}", file=sys.stderr)
             else:
                 result_metrics["fid"] = metrics.fid_from_features(fake, real)
-                n_subsets, subset = 100, min(1000, len(fake), len(real))
+                n_subsets, subset = 100, metrics.kid_subset_size(len(fake), len(real))
                 result_metrics["kid"], result_metrics["kid_std"] = metrics.kid(
                     fake, real, n_subsets=n_subsets, subset_size=subset)
                 kid_info = {"n_subsets": n_subsets, "subset_size": subset, "seed": 0,

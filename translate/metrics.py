@@ -212,6 +212,14 @@ def _mmd2_unbiased(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
 _KID_GRAM_LIMIT = 4096  # up to this many rows per set, the kernel matrices are computed once
 
 
+def kid_subset_size(n1: int, n2: int) -> int:
+    """The usual 1000 rows per subset, or half the smaller set when it has fewer than 2000 images:
+    subsets as large as the whole set would all be the same set, and the reported standard
+    deviation over subsets would be 0 however noisy the estimate is."""
+    n = min(n1, n2)
+    return 1000 if n >= 2000 else max(2, n // 2)
+
+
 def kid(feats1: np.ndarray, feats2: np.ndarray, n_subsets: int = 100,
         subset_size: Optional[int] = None, seed: int = 0) -> Tuple[float, float]:
     """Kernel Inception Distance (Binkowski et al. 2018): unbiased MMD^2, polynomial kernel.
@@ -226,8 +234,7 @@ def kid(feats1: np.ndarray, feats2: np.ndarray, n_subsets: int = 100,
     Args:
         feats1, feats2: ``(N1, D)`` and ``(N2, D)`` features (e.g. Inception pool3, D = 2048).
         n_subsets: number of subsets averaged.
-        subset_size: rows per subset; default ``min(1000, N1, N2)`` so small test splits
-            (~100 images) work. At least 2.
+        subset_size: rows per subset; default :func:`kid_subset_size`. At least 2.
         seed: seed of the subset draws.
 
     Returns:
@@ -238,7 +245,7 @@ def kid(feats1: np.ndarray, feats2: np.ndarray, n_subsets: int = 100,
         raise ValueError(f"need (N1, D) and (N2, D) features, got {x.shape} and {y.shape}")
     n1, n2 = x.shape[0], y.shape[0]
     if subset_size is None:
-        subset_size = min(1000, n1, n2)
+        subset_size = kid_subset_size(n1, n2)
     if not 2 <= subset_size <= min(n1, n2):
         raise ValueError(f"subset_size must be in [2, min(N1, N2)] = [2, {min(n1, n2)}], got {subset_size}")
     if n_subsets < 1:

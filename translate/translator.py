@@ -77,6 +77,8 @@ class Translator:
         device = torch.device(device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise CheckpointError(f"device {device} was asked for but CUDA is not available")
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # conversion repeats the same shapes
         precision = precision or "fp32"
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")

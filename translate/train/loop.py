@@ -223,6 +223,8 @@ def train(cfg: RunConfig, resume: bool = False, argv: Optional[Sequence[str]] = 
     if loop.precision == "fp16" and device.type != "cuda":
         raise TrainingError("fp16 training needs a CUDA device; on CPU use --precision bf16 or fp32")
     warn_if_slow_precision(device, loop.precision)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop sizes: let cuDNN pick the fastest kernels
     dist_info = D.setup(device)
     try:
         return _train(cfg, resume, argv, run_dir, D.rank_device(device, dist_info), dist_info)
