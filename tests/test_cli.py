@@ -91,7 +91,7 @@ def test_check_data_reports(tmp_path):
     data = make_ab_dataset(tmp_path / "d", n=3)
     r = run_cli("check-data", data)
     assert r.returncode == 0, r.stderr + r.stdout
-    assert "ab" in r.stdout and "3" in r.stdout
+    assert "layout ab" in r.stdout and "3 images" in r.stdout
     (data / "train" / "002.png").write_bytes(b"")
     r = run_cli("check-data", data)
     assert r.returncode == 1 and "002.png" in r.stdout

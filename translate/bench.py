@@ -307,13 +307,9 @@ def _synthetic_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 def _write_jpeg(path: Path, rgb: np.ndarray) -> None:
-    import cv2
+    from .data.io import write_image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 95])
-    if not ok:  # pragma: no cover
-        raise OSError(f"cannot encode {path}")
-    path.write_bytes(buf.tobytes())
+    write_image(path, rgb, quality=95)
 
 
 def make_synthetic_datasets(root: Path, size: int, n_train: int, n_convert: int, seed: int = 0) -> Dict[str, Path]:
@@ -538,11 +534,12 @@ class _Bench:
             batches = endless()
             sums: Dict[str, torch.Tensor] = {}
 
+            for net in m.nets.values():
+                net.train()  # as in the training loop: once, before the steps
+
             def step() -> int:
                 batch = next(batches)
                 batch = {k: batch[k].to(device, non_blocking=True) for k in ("a", "b")}
-                for net in m.nets.values():
-                    net.train()
                 losses = m.train_step(batch, optimizers, scalers, amp)
                 for k, v in losses.items():  # what the loop does with the losses between logs
                     sums[k] = sums[k] + v if k in sums else v.clone()

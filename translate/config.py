@@ -8,7 +8,6 @@ trains a different model.
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Union
@@ -274,6 +273,3 @@ def apply_overrides(cfg: RunConfig, overrides) -> RunConfig:
         d[section][name] = parse_value(text, hints[name])
     return RunConfig.from_dict(d)
 
-
-def to_json(cfg: RunConfig) -> str:
-    return json.dumps(cfg.to_dict(), indent=2, sort_keys=False)

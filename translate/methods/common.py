@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List
 
 import torch
 from torch import nn
@@ -139,6 +139,3 @@ def linear_decay(epochs: int, epochs_decay: int):
 
     return factor
 
-
-def maybe_device(x: Optional[torch.Tensor], device: torch.device) -> Optional[torch.Tensor]:
-    return None if x is None else x.to(device, non_blocking=True)

@@ -8,7 +8,7 @@ from typing import Dict, List
 
 import torch
 
-from ..fsutil import atomic_write_bytes, atomic_write_text
+from ..fsutil import atomic_write_text
 
 
 class JsonlLog:
@@ -45,16 +45,14 @@ def save_grid(columns: List[torch.Tensor], path: Path) -> Path:
         columns: tensors (B, C, H, W) in [-1, 1]; 1-channel ones are shown as gray.
         path: PNG file, written atomically.
     """
-    import cv2
     from torchvision.utils import make_grid
+
+    from ..data.io import write_image
 
     cols = [c.detach().float().cpu() for c in columns]
     cols = [c.expand(-1, 3, -1, -1) if c.shape[1] == 1 else c[:, :3] for c in cols]
     tiles = torch.stack(cols, 1).flatten(0, 1)  # (B * ncols, 3, H, W), row-major
     grid = make_grid(tiles, nrow=len(cols), padding=2, normalize=False, pad_value=1.0)
     img = ((grid.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    if not ok:  # pragma: no cover
-        raise RuntimeError(f"could not encode sample grid {path}")
-    atomic_write_bytes(path, buf.tobytes())
+    write_image(path, img)
     return Path(path)

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -363,14 +363,14 @@ def _train(cfg: RunConfig, resume: bool, argv, run_dir: Path, device: torch.devi
         return deadline is not None and time.monotonic() >= deadline
 
     stopping = False
+    for net in method.nets.values():
+        net.train()  # sampling and evaluation work on copies, so the nets stay in training mode
     with _StopRequest() as stop:
         try:
             while step < total_steps and epoch < total_epochs:
                 sampler.set_epoch(epoch, step_in_epoch * bs)
                 for batch in loader:
                     batch = {k: batch[k].to(device, non_blocking=True) for k in ("a", "b")}
-                    for m in method.nets.values():
-                        m.train()
                     losses = method.train_step(batch, optimizers, scalers, amp)
                     step += 1
                     step_in_epoch += 1

@@ -8,7 +8,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from ..fsutil import atomic_write_bytes
+from ..data.io import write_image
 
 _SKIP = {"step", "epoch", "lr", "images_per_s"}
 _COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
@@ -58,6 +58,5 @@ def plot_losses(log_path: Path, out_path: Path, width: int = 900, panel_height: 
             cv2.putText(img, text, (4, yy), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (80, 80, 80), 1, cv2.LINE_AA)
         cv2.putText(img, f"step {int(s_lo)}", (x_px[0], y_px[1] + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (80, 80, 80), 1)
         cv2.putText(img, f"{int(s_hi)}", (x_px[1] - 40, y_px[1] + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (80, 80, 80), 1)
-    ok, buf = cv2.imencode(".png", img)
-    atomic_write_bytes(out_path, buf.tobytes())
+    write_image(out_path, img[:, :, ::-1])  # drawn in OpenCV's BGR order; write_image takes RGB
     return Path(out_path)
