@@ -40,6 +40,8 @@ TRAIN_OPTIONS = {
     "max_steps": ("loop.max_steps", "stop after this many steps in total (a checkpoint is saved)"),
     "max_minutes": ("loop.max_minutes", "stop after this many minutes of training (a checkpoint is saved)"),
     "lr": ("loop.lr", "Adam learning rate"),
+    "ema_decay": ("loop.ema_decay", "export an exponential moving average of the generator weights with this "
+                                    "decay, e.g. 0.999 (0: the weights of the last step)"),
     "seed": ("loop.seed", "random seed (data order, augmentation, init)"),
     "device": ("loop.device", "cpu, cuda, cuda:N or auto (cuda when available)"),
     "precision": ("loop.precision", "fp32, bf16 or fp16 (autocast; fp16 on CUDA only)"),
@@ -54,7 +56,7 @@ TRAIN_OPTIONS = {
 }
 _TYPES = {"input_nc": int, "output_nc": int, "load_size": int, "crop_size": int, "max_items": int,
           "num_workers": int, "n_layers_D": int, "ngf": int, "ndf": int, "batch_size": int, "epochs": int,
-          "epochs_decay": int, "max_steps": int, "max_minutes": float, "lr": float, "seed": int, "log_every": int, "save_every": int,
+          "epochs_decay": int, "max_steps": int, "max_minutes": float, "lr": float, "ema_decay": float, "seed": int, "log_every": int, "save_every": int,
           "eval_every": int, "eval_max_images": int}
 _CHOICES = {"layout": ["auto", "ab", "a_b", "unpaired"], "direction": ["AtoB", "BtoA"],
             "input_nc": [1, 3], "output_nc": [1, 3],

@@ -91,6 +91,7 @@ class LoopConfig:
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
+    ema_decay: float = 0.0  # exported generators are an exponential moving average of the weights (0: off)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | bf16 | fp16
@@ -178,6 +179,8 @@ class RunConfig:
             raise ConfigError(f"max_minutes must be positive, got {lp.max_minutes}")
         if lp.lr <= 0:
             raise ConfigError(f"lr must be positive, got {lp.lr}")
+        if not 0.0 <= lp.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be 0 (off) or in (0, 1), e.g. 0.999; got {lp.ema_decay}")
         if lp.eval_every < 0:
             raise ConfigError(f"eval_every must be >= 0, got {lp.eval_every}")
         if lp.log_every < 1 or lp.save_every < 1:

@@ -9,7 +9,7 @@ Protocol (also written into ``eval.json``):
   ``preprocessing.direction``: with ``BtoA``, B is the input); ``b2a`` (CycleGAN) the other one.
 - Resolution: every image (each half of a side-by-side ``ab`` file) is resized to
   ``size x size`` (default: the training ``crop_size``), no crop, no flip, with the training
-  resize (OpenCV area averaging when shrinking, bicubic when enlarging); the translator runs at
+  resize (Pillow's bicubic, antialiased when shrinking); the translator runs at
   that size and all metrics compare images at that size.
 - Paired metrics, per image and averaged: L1 and PSNR in the [-1, 1] range, SSIM on [0, 1]
   (see :mod:`translate.metrics` for the exact definitions).
@@ -44,11 +44,11 @@ import torch
 import torch.nn.functional as F
 
 from . import metrics
+from .data.transforms import RESIZE_FILTER
 from .fsutil import _UMASK, atomic_write_text, replace_dir
 
 HTML_ROWS = 50
 THUMB_SIDE = 256
-RESIZE_FILTER = "OpenCV INTER_AREA when shrinking, INTER_CUBIC when enlarging (the training resize)"
 _SWAP = {"AtoB": "BtoA", "BtoA": "AtoB"}
 
 

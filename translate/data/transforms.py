@@ -26,8 +26,8 @@ from __future__ import annotations
 import os
 from typing import Dict, Optional, Tuple
 
-import cv2
 import numpy as np
+from PIL import Image
 
 # Albumentations checks PyPI for a newer version at import unless told not to; a training job
 # (possibly offline, possibly on many workers) should not make network requests.
@@ -37,7 +37,48 @@ import albumentations as A  # noqa: E402
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 _CROP_MODES = ("resize_and_crop", "crop", "scale_width_and_crop")
 _LOAD_SIZE_MODES = ("resize_and_crop", "scale_width", "scale_width_and_crop")
-_RESIZE_CACHE_LIMIT = 64
+
+
+RESIZE_FILTER = "bicubic, antialiased when shrinking (Pillow's BICUBIC: the reference implementation's filter)"
+_PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+
+
+def resize_image(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resizes an ``(H, W, C)`` image with Pillow's bicubic filter.
+
+    This is the filter of the pix2pix/CycleGAN reference implementation (torchvision's Resize on
+    PIL images): bicubic, with the kernel widened by the scale factor when shrinking, so that
+    downscaled images are antialiased. Training, evaluation and the study protocol all resize
+    with it, so a model sees the same kind of image in each. uint8 images with 1, 3 or 4
+    channels go through Pillow in one call; uint16 and float32 images (and other channel
+    counts) are resized channel by channel in Pillow's 32-bit float mode, then rounded and
+    saturated back to their dtype.
+
+    Args:
+        img: ``(H, W, C)`` uint8, uint16 or float32 array.
+        height, width: Output size.
+
+    Returns:
+        ``(height, width, C)`` array of the input's dtype (the input itself when the size is
+        unchanged).
+    """
+    if img.shape[:2] == (height, width):
+        return img
+    channels = img.shape[2]
+    if img.dtype == np.uint8 and channels in _PIL_MODES:
+        src = img[:, :, 0] if channels == 1 else img
+        out = np.asarray(Image.fromarray(np.ascontiguousarray(src), _PIL_MODES[channels])
+                         .resize((width, height), Image.BICUBIC))
+        return out.reshape(height, width, channels)
+    planes = []
+    for c in range(channels):
+        plane = Image.fromarray(np.ascontiguousarray(img[:, :, c], dtype=np.float32), "F")
+        planes.append(np.asarray(plane.resize((width, height), Image.BICUBIC)))
+    out = np.stack(planes, axis=2)
+    if np.issubdtype(img.dtype, np.integer):
+        info = np.iinfo(img.dtype)
+        out = np.clip(np.rint(out), info.min, info.max)
+    return out.astype(img.dtype)
 
 
 def _round_half_up(x: float) -> int:
@@ -88,9 +129,6 @@ class PairedTransform:
         self.crop_size = int(crop_size)
         self.flip = bool(flip)
         self.size_multiple = int(size_multiple)
-        # Albumentations transforms validate their arguments on construction (~1 ms each), so
-        # resizers are built once per (height, width, interpolation) and reused.
-        self._resizers: Dict[Tuple[int, int, int], A.Resize] = {}
         self._hflip = A.HorizontalFlip(p=1.0)
 
     def __repr__(self) -> str:
@@ -132,20 +170,7 @@ class PairedTransform:
     # ------------------------------------------------------------------------------- apply
 
     def _resize(self, img: np.ndarray, height: int, width: int) -> np.ndarray:
-        if img.shape[:2] == (height, width):
-            return img
-        # Area averaging when shrinking avoids aliasing; bicubic (the reference's choice)
-        # when enlarging. Both keep uint8/uint16 (saturated) and float32.
-        shrinking = height * width < img.shape[0] * img.shape[1]
-        interp = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
-        key = (height, width, interp)
-        resizer = self._resizers.get(key)
-        if resizer is None:
-            if len(self._resizers) >= _RESIZE_CACHE_LIMIT:
-                self._resizers.clear()
-            resizer = self._resizers[key] = A.Resize(height, width, interpolation=interp)
-        out = resizer(image=img)["image"]
-        return out if out.ndim == 3 else out[:, :, None]
+        return resize_image(img, height, width)
 
     def __call__(self, image_a: np.ndarray, image_b: Optional[np.ndarray] = None,
                  rng: Optional[np.random.Generator] = None

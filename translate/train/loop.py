@@ -12,6 +12,7 @@ from a checkpoint therefore continues exactly as the uninterrupted run would hav
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -34,6 +35,7 @@ from ..config import RunConfig
 from ..fsutil import atomic_write_text, recover_dir
 from ..methods import build_method
 from ..methods.common import Scalers, autocast, linear_decay, warn_if_slow_precision
+from .ema import GeneratorEMA
 from .logging import JsonlLog, save_grid
 from .monitor import BestKeeper, Monitor
 from .state import STATE_FILE, ResumeError, check_same_model, load_state, rng_state, save_state, set_rng_state
@@ -287,6 +289,15 @@ def _train(cfg: RunConfig, resume: bool, argv, run_dir: Path, device: torch.devi
         print("note: --sync-bn has no effect in a single process", file=sys.stderr)
 
     main = info.is_main
+    # The averaged generators are what the translator exports; only the writing process keeps them.
+    ema = None
+    if main and loop.ema_decay > 0:
+        ema = GeneratorEMA({name: method.nets[name] for name in method.generators.values()}, loop.ema_decay)
+        if resume and state.get("ema"):
+            ema.load_state_dict(state["ema"])
+        elif resume:
+            print("note: this run's checkpoint has no weight average; it starts from the current weights",
+                  file=sys.stderr)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         recover_dir(run_dir / "translator")
@@ -329,9 +340,11 @@ def _train(cfg: RunConfig, resume: bool, argv, run_dir: Path, device: torch.devi
             return
         save_state(run_dir, step=step, epoch=epoch, step_in_epoch=step_in_epoch, model_config=model_config,
                    nets=method.nets, optimizers=optimizers, schedulers=schedulers, scalers=scalers,
-                   method_states=method_states, rng_states=rngs)
+                   method_states=method_states, rng_states=rngs,
+                   ema=ema.state_dict() if ema is not None else None)
+        exported = ema.nets if ema is not None else method.nets
         save_translator(run_dir / "translator", cfg.method,
-                        {dirn: method.nets[name] for dirn, name in method.generators.items()},
+                        {dirn: exported[name] for dirn, name in method.generators.items()},
                         preprocessing,
                         {"run": cfg.name, "step": step, "epoch": epoch, "data": str(d.root),
                          "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")})
@@ -340,7 +353,8 @@ def _train(cfg: RunConfig, resume: bool, argv, run_dir: Path, device: torch.devi
         if not main:
             return
         rng = torch.get_rng_state()  # sampling must not change the training random stream
-        png = save_grid(method.sample(fixed, amp), run_dir / "samples" / f"{tag}.png")
+        with (ema.swapped_into(method.nets) if ema is not None else contextlib.nullcontext()):
+            png = save_grid(method.sample(fixed, amp), run_dir / "samples" / f"{tag}.png")
         torch.set_rng_state(rng)
         monitor.image(tag, png, step)
 
@@ -373,6 +387,8 @@ def _train(cfg: RunConfig, resume: bool, argv, run_dir: Path, device: torch.devi
                     batch = {k: batch[k].to(device, non_blocking=True) for k in ("a", "b")}
                     losses = method.train_step(batch, optimizers, scalers, amp)
                     step += 1
+                    if ema is not None:
+                        ema.update(step)
                     step_in_epoch += 1
                     window_steps += 1
                     for k, v in losses.items():

@@ -37,7 +37,7 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 
 def save_state(run_dir: Path, *, step: int, epoch: int, step_in_epoch: int, model_config: Dict[str, Any],
-               nets, optimizers, schedulers, scalers, method_states, rng_states) -> Path:
+               nets, optimizers, schedulers, scalers, method_states, rng_states, ema=None) -> Path:
     """Write the resume state atomically; returns its path.
 
     ``method_states`` and ``rng_states`` hold one entry per process (rank order): under torchrun
@@ -56,6 +56,8 @@ def save_state(run_dir: Path, *, step: int, epoch: int, step_in_epoch: int, mode
         "method": method_states,
         "rng": rng_states,
     }
+    if ema is not None:
+        state["ema"] = ema  # averaged generator weights, name -> state dict
     path = Path(run_dir) / STATE_FILE
     atomic_torch_save(state, path)
     return path
