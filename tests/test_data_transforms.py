@@ -173,3 +173,40 @@ def test_downscaling_averages_instead_of_aliasing():
     t = build_transform("resize_and_crop", load_size=16, crop_size=16, flip=False)
     a, _ = t(board, rng=np.random.default_rng(0))
     assert np.abs(a.astype(int) - 128).max() <= 1
+
+
+def test_crop_offset_and_flip_are_independent():
+    # Albumentations seeds every step of a pipeline with the same seed unless told otherwise,
+    # which ties the flip to the crop offset; each step must get its own draw.
+    t = build_transform("crop", load_size=32, crop_size=32, flip=True)
+    img = _coords_image(64, 64)
+    counts = {}
+    for seed in range(400):
+        a, _ = t(img, rng=np.random.default_rng(seed))
+        top_half = int(a[0, 0, 0]) < 16  # row code of the first output row
+        flipped = int(a[0, 0, 1]) > int(a[0, -1, 1])
+        counts[(top_half, flipped)] = counts.get((top_half, flipped), 0) + 1
+    assert len(counts) == 4 and min(counts.values()) > 60, counts
+
+
+def test_resize_is_pillow_bicubic():
+    from PIL import Image
+
+    from translate.data.transforms import resize_image
+
+    img = _noise(50, 70, seed=3)
+    expected = np.asarray(Image.fromarray(img).resize((40, 30), Image.BICUBIC))
+    np.testing.assert_array_equal(resize_image(img, 30, 40), expected)
+    gray = resize_image(img[:, :, :1], 30, 40)
+    assert gray.shape == (30, 40, 1)
+    # 16-bit and float go through Pillow's float mode: same filter, dtype kept (compared on a
+    # smooth image: the 8-bit path also clips overshoot between its two passes).
+    img = _coords_image(50, 70)
+    img[:, :, 2] = img[:, :, 0]  # ramps only (the third channel of the helper wraps around)
+    expected = np.asarray(Image.fromarray(img).resize((40, 30), Image.BICUBIC))
+    deep = img.astype(np.uint16) * 257
+    out16 = resize_image(deep, 30, 40)
+    assert out16.dtype == np.uint16
+    assert np.abs(out16.astype(int) / 257 - expected).max() <= 1.0
+    outf = resize_image(img.astype(np.float32) / 255, 30, 40)
+    assert outf.dtype == np.float32 and np.abs(outf * 255 - expected).max() <= 1.0

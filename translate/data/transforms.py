@@ -16,15 +16,16 @@ so height and width are multiples of ``size_multiple`` (nearest multiple, at lea
 multiple), because generators such as U-Nets only accept sizes divisible by 2**depth.
 After that, a horizontal flip with probability 0.5 unless ``flip=False``.
 
-Randomness: the crop offset and the flip are drawn from the ``rng`` passed to each call, in
-that order, and only from it (never from global state or albumentations' own generators), so
-an output is a pure function of (inputs, rng state). A and B of a pair get the same draws.
+The steps form one albumentations pipeline with B as an additional image target, so A and B
+of a pair get the same crop and flip. Randomness: every call seeds the pipeline's random steps
+from the ``rng`` passed to it, and only from it (never from global state), so an output is a
+pure function of (inputs, rng state); datasets pass a generator made from (seed, epoch, index).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -90,8 +91,36 @@ def _round_to_multiple(n: int, m: int) -> int:
     return max(m, (n + m // 2) // m * m)
 
 
+class PillowResize(A.DualTransform):
+    """Albumentations transform: resize to the size a preprocess mode gives for the input's size,
+    with :func:`resize_image` (Pillow bicubic, antialiased when shrinking).
+
+    Args:
+        size_for: ``(height, width) -> (new_height, new_width)``.
+    """
+
+    def __init__(self, size_for, p: float = 1.0):
+        super().__init__(p=p)
+        self.size_for = size_for
+
+    def get_params_dependent_on_data(self, params, data):
+        height, width = params["shape"][:2]
+        return {"size": self.size_for(height, width)}
+
+    def apply(self, img: np.ndarray, size=None, **params) -> np.ndarray:
+        squeeze = img.ndim == 2
+        out = resize_image(img[:, :, None] if squeeze else img, *size)
+        return out[:, :, 0] if squeeze else out
+
+    def get_transform_init_args_names(self):
+        return ("size_for",)
+
+
 class PairedTransform:
     """Resize / random crop / horizontal flip applied identically to an A and a B image.
+
+    One albumentations pipeline (:class:`PillowResize`, ``RandomCrop``, ``HorizontalFlip``)
+    with B as an additional image target, so one random draw is applied to both.
 
     Args:
         preprocess: One of ``PREPROCESS_MODES`` (see the module docstring).
@@ -129,12 +158,21 @@ class PairedTransform:
         self.crop_size = int(crop_size)
         self.flip = bool(flip)
         self.size_multiple = int(size_multiple)
-        self._hflip = A.HorizontalFlip(p=1.0)
+        steps = [PillowResize(self.resize_size)]
+        if preprocess in _CROP_MODES:
+            steps.append(A.RandomCrop(self.crop_size, self.crop_size))
+        if self.flip:
+            steps.append(A.HorizontalFlip(p=0.5))
+        self.pipeline = A.Compose(steps, additional_targets={"target": "image"}, strict=True)
 
     def __repr__(self) -> str:
         return (f"PairedTransform(preprocess={self.preprocess!r}, load_size={self.load_size}, "
                 f"crop_size={self.crop_size}, flip={self.flip}, "
                 f"size_multiple={self.size_multiple})")
+
+    @property
+    def is_random(self) -> bool:
+        return self.flip or self.preprocess in _CROP_MODES
 
     # ------------------------------------------------------------------------------- sizes
 
@@ -169,8 +207,12 @@ class PairedTransform:
 
     # ------------------------------------------------------------------------------- apply
 
-    def _resize(self, img: np.ndarray, height: int, width: int) -> np.ndarray:
-        return resize_image(img, height, width)
+    def _seed(self, rng: Optional[np.random.Generator]) -> None:
+        # Each random step gets its own seed drawn from the caller's generator. One seed for the
+        # whole Compose would give every step the same stream (albumentations seeds each step
+        # with it), so the crop offset and the flip would be correlated.
+        for step in self.pipeline.transforms:
+            step.set_random_seed(int(rng.integers(2**32)) if rng is not None else 0)
 
     def __call__(self, image_a: np.ndarray, image_b: Optional[np.ndarray] = None,
                  rng: Optional[np.random.Generator] = None
@@ -183,7 +225,7 @@ class PairedTransform:
             image_b: Optional ``(H', W', C')`` array; resized to A's size first when it
                 differs, so A and B may have different sizes and channel counts.
             rng: Source of all randomness; required when the transform is random (a crop
-                mode, or flip=True).
+                mode, or flip=True). The output is a pure function of the inputs and its state.
 
         Returns:
             ``(a, b)``: ``(h, w, C)`` and ``(h, w, C')`` arrays (``b`` is None when
@@ -196,32 +238,18 @@ class PairedTransform:
             if img is not None and (not isinstance(img, np.ndarray) or img.ndim != 3):
                 raise ValueError(f"{name} must be an (H, W, C) numpy array, got "
                                  f"{getattr(img, 'shape', type(img).__name__)}")
-        needs_rng = self.flip or self.preprocess in _CROP_MODES
-        if needs_rng and not isinstance(rng, np.random.Generator):
+        if self.is_random and not isinstance(rng, np.random.Generator):
             raise ValueError("this transform is random: pass rng=np.random.Generator(...)")
-
         height, width = image_a.shape[:2]
-        images = [image_a] if image_b is None else [image_a, self._resize(image_b, height, width)]
-
         problem = self.check_size(height, width)
         if problem:
             raise ValueError(problem)
-        h, w = self.resize_size(height, width)
-        images = [self._resize(img, h, w) for img in images]
-
-        if self.preprocess in _CROP_MODES:
-            c = self.crop_size
-            top = int(rng.integers(0, h - c + 1))
-            left = int(rng.integers(0, w - c + 1))
-            # Plain slicing: an A.Crop with these coordinates would do the same, but building
-            # one per call costs ~1 ms of argument validation.
-            images = [img[top:top + c, left:left + c] for img in images]
-
-        if self.flip and rng.random() < 0.5:
-            images = [self._hflip(image=img)["image"] for img in images]
-
-        images = [np.ascontiguousarray(img) for img in images]
-        return images[0], (images[1] if image_b is not None else None)
+        self._seed(rng)
+        if image_b is None:
+            out = self.pipeline(image=image_a)
+            return np.ascontiguousarray(out["image"]), None
+        out = self.pipeline(image=image_a, target=resize_image(image_b, height, width))
+        return np.ascontiguousarray(out["image"]), np.ascontiguousarray(out["target"])
 
 
 def build_transform(preprocess: str, load_size: int, crop_size: int, flip: bool = True,
