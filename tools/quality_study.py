@@ -116,6 +116,41 @@ def trained_steps(run: Path) -> int:
     return int(doc.get("provenance", {}).get("step", 0))
 
 
+def write_last_step_translator(run: Path) -> Path:
+    """``run/translator_raw``: the run's translator with the weights of the last step instead of
+    their moving average (``--ema-decay``), so one training run scores both."""
+    import torch
+
+    from translate.checkpoint import load_generator, read_translator_json, save_translator
+
+    doc = read_translator_json(run / "translator")
+    state = torch.load(run / "train_state" / "latest.pt", map_location="cpu", weights_only=True)
+    nets = {}
+    for direction in doc["generators"]:
+        net = load_generator(run / "translator", direction)
+        net.load_state_dict(state["nets"][f"gen_{direction}"])
+        nets[direction] = net
+    return save_translator(run / "translator_raw", doc["method"], nets, doc["preprocessing"],
+                           dict(doc.get("provenance", {}), weights="last step (no moving average)"))
+
+
+def evaluate(args, target: Path, ev_dir: Path, data: Path, log: Path, env) -> Optional[Dict]:
+    ev_json = ev_dir / "eval.json"
+    if not ev_json.exists():
+        cmd = translate_exe() + ["eval", str(target), "--data", str(data), "--split", args.split,
+                                 "--out", str(ev_dir)]
+        if args.size:
+            cmd += ["--size", str(args.size)]
+        if args.direction:
+            cmd += ["--direction", args.direction]
+        if args.no_fid:
+            cmd += ["--no-fid"]
+        if run_logged(cmd, log, env) != 0 or not ev_json.exists():
+            return None
+    metrics = json.loads(ev_json.read_text(encoding="utf-8"))["metrics"]
+    return {k: metrics.get(k) for k in METRICS}
+
+
 def one_seed(args, data: Path, seed: int, threads: int) -> Dict:
     """Train (or resume, or reuse) the run of one seed, then evaluate it."""
     runs = args.out / "runs"
@@ -142,21 +177,19 @@ def one_seed(args, data: Path, seed: int, threads: int) -> Dict:
             timing_file.write_text(json.dumps(timing))
         if rc != 0 or trained_steps(run) < args.steps:
             return {"seed": seed, "error": f"training failed (exit {rc}); see {log}"}
-    ev_dir = run / f"study_eval_{args.split}"
-    ev_json = ev_dir / "eval.json"
-    if not ev_json.exists():
-        cmd = translate_exe() + ["eval", str(run), "--data", str(data), "--split", args.split,
-                                 "--out", str(ev_dir)]
-        if args.size:
-            cmd += ["--size", str(args.size)]
-        if args.direction:
-            cmd += ["--direction", args.direction]
-        rc = run_logged(cmd, log, env)
-        if rc != 0 or not ev_json.exists():
-            return {"seed": seed, "error": f"evaluation failed (exit {rc}); see {log}"}
-    metrics = json.loads(ev_json.read_text(encoding="utf-8"))["metrics"]
-    return {"seed": seed, "metrics": {k: metrics.get(k) for k in METRICS},
-            "train_seconds": round(timing["train_seconds"], 1), "threads": timing.get("threads")}
+    metrics = evaluate(args, run, run / f"study_eval_{args.split}", data, log, env)
+    if metrics is None:
+        return {"seed": seed, "error": f"evaluation failed; see {log}"}
+    result = {"seed": seed, "metrics": metrics,
+              "train_seconds": round(timing["train_seconds"], 1), "threads": timing.get("threads")}
+    if args.also_last_step:
+        if not (run / "translator_raw").exists():
+            write_last_step_translator(run)
+        raw = evaluate(args, run / "translator_raw", run / f"study_eval_{args.split}_raw", data, log, env)
+        if raw is None:
+            return {"seed": seed, "error": f"evaluation of the last-step weights failed; see {log}"}
+        result["metrics_last_step"] = raw
+    return result
 
 
 def mean_std(values: Sequence[float]):
@@ -170,11 +203,11 @@ def mean_std(values: Sequence[float]):
     return mean, math.sqrt(var)
 
 
-def summarise(results: List[Dict]) -> Dict:
-    ok = [r for r in results if "metrics" in r]
+def summarise(results: List[Dict], key: str = "metrics") -> Dict:
+    ok = [r for r in results if key in r]
     summary = {}
     for m in METRICS + ("train_seconds",):
-        vals = [r["metrics"][m] if m in METRICS else r[m] for r in ok]
+        vals = [r[key][m] if m in METRICS else r[m] for r in ok]
         mean, std = mean_std(vals)
         summary[m] = {"mean": mean, "std": std, "values": vals}
     return summary
@@ -204,6 +237,9 @@ def print_table(docs: List[Dict]) -> None:
     print("|" + "---|" * 8)
     for doc in docs:
         print(table_row(doc))
+        if doc.get("summary_last_step"):
+            print(table_row({**doc, "label": doc["label"] + ", last-step weights",
+                             "summary": doc["summary_last_step"]}))
 
 
 def cmd_run(args) -> int:
@@ -223,8 +259,21 @@ def cmd_run(args) -> int:
            "val_from_train": args.val_from_train, "train_args": list(args.train_args),
            "jobs": jobs, "threads_per_job": threads, "results": results,
            "summary": summarise(results)}
+    if args.also_last_step:
+        doc["summary_last_step"] = summarise(results, "metrics_last_step")
+        paired = [r for r in results if "metrics_last_step" in r]
+        doc["paired_difference"] = {  # moving average minus last step, per seed
+            m: dict(zip(("mean", "std"), mean_std([r["metrics"][m] - r["metrics_last_step"][m]
+                                                   for r in paired
+                                                   if r["metrics"][m] is not None
+                                                   and r["metrics_last_step"][m] is not None])))
+            for m in METRICS}
     (args.out / "study.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     print_table([doc])
+    for m, d in doc.get("paired_difference", {}).items():
+        if d["mean"] is not None:
+            spread = f" ± {d['std']:.4g}" if d["std"] is not None else ""
+            print(f"paired difference (average - last step) {m}: {d['mean']:+.4g}{spread}", file=sys.stderr)
     for r in results:
         if "error" in r:
             print(f"seed {r['seed']}: {r['error']}", file=sys.stderr)
@@ -263,10 +312,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     r.add_argument("--split", default="test", help="split to evaluate on (default: test)")
     r.add_argument("--size", type=int, default=None, help="evaluation resolution (translate eval --size)")
     r.add_argument("--direction", default=None, help="generator to evaluate (a2b|b2a)")
+    r.add_argument("--no-fid", action="store_true", help="skip FID/KID (paired metrics only)")
     r.add_argument("--val-from-train", type=int, default=0, metavar="K",
                    help="hold out the last K training files as split 'val' (then use --split val)")
     r.add_argument("--jobs", type=int, default=1, help="runs trained at once (default: 1)")
     r.add_argument("--threads", type=int, default=0, help="threads per run (default: cores / jobs)")
+    r.add_argument("--also-last-step", action="store_true",
+                   help="with --ema-decay in the recipe: also score each run's last-step weights "
+                        "(translator_raw/), a paired comparison on the same training runs")
     r.add_argument("--label", default=None, help="name of the study in tables (default: folder name)")
     rep = sub.add_parser("report", help="print finished studies side by side")
     rep.add_argument("studies", nargs="+", help="study folders")
