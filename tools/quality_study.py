@@ -20,10 +20,11 @@ with ``--resume``. ``report`` prints several finished studies side by side:
 
     python tools/quality_study.py report studies/p2p_base studies/p2p_pilresize
 
-Cost on the 2-core machines of this project (AMD EPYC, AVX2): a pix2pix unet_128 step at batch
-1 takes about 0.38 s with both cores, or 0.60 s on one core while a second run uses the other
-(``--jobs 2`` then finishes two runs in ~20 min); ``translate eval`` of 100 images with FID/KID
-takes ~25 s. Three seeds of the protocol in docs/quality.md take about 35 minutes.
+Cost on the 2-core machines of this project (AMD EPYC Zen 3, AVX2, idle): a pix2pix unet_128
+step at batch 1 takes 0.38 s with both cores (2.6 steps/s) and 0.60 s on one core (1.66 steps/s),
+so one 2000-step run is ~13 minutes and three seeds one after the other ~39 minutes;
+``translate eval`` of 100 images at 128 x 128 with FID/KID takes ~25 s. ``--jobs`` runs seeds side
+by side with ``--threads`` each (default: cores / jobs).
 """
 
 from __future__ import annotations
