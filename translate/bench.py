@@ -152,7 +152,7 @@ def _machine(device: torch.device) -> Dict[str, Any]:
         info["tf32_matmul"] = bool(torch.backends.cuda.matmul.allow_tf32)
         info["tf32_conv"] = bool(torch.backends.cudnn.allow_tf32)
     try:
-        from . import __version__
+        from .version import __version__
 
         info["translate"] = __version__
     except ImportError:  # pragma: no cover
@@ -433,7 +433,7 @@ class _Bench:
         from .methods.pix2pix import generator_kwargs
         from .models import build_generator
         from .nn import init_weights
-        from .train.loop import _preprocessing_record
+        from .training.pipeline import preprocessing_record
 
         cfg = _run_config(method, s, "fp32", self.tmp)
         m = cfg.model
@@ -448,7 +448,7 @@ class _Bench:
                 init_weights(net, "xavier", 1.0)
                 gens[direction] = net
         folder = save_translator(self.tmp / f"translator_{method}", method, gens,
-                                 _preprocessing_record(cfg, gens["a2b"].size_multiple),
+                                 preprocessing_record(cfg, gens["a2b"].size_multiple),
                                  {"run": "bench", "weights": "random-init"})
         self.translators[method] = (folder, "random-init (xavier, gain 1)")
         return self.translators[method]
@@ -497,12 +497,8 @@ class _Bench:
 
     # -- training
     def train(self, method: str, precision: str) -> Dict[str, Any]:
-        from torch.utils.data import DataLoader
-
-        from .methods import build_method
-        from .methods.common import Scalers, autocast
-        from .train.loop import (EpochIndexed, EpochSampler, _build_dataset, _check_sizes, _worker_init,
-                                 default_num_workers)
+        from .training.pipeline import (EpochSampler, build_trainables, build_training_dataset,
+                                        default_num_workers, make_loader)
 
         s, device = self.s, self.s.device
         data_root = self.datasets()["paired" if method == "pix2pix" else "unpaired"]
@@ -510,21 +506,12 @@ class _Bench:
         loop, d = cfg.loop, cfg.data
         mem = _PeakMemory(device)
         with _fork_rng(device), mem:
-            torch.manual_seed(loop.seed)
-            m = build_method(method, cfg.model, d.input_nc, d.output_nc, device,
-                             **({"seed": loop.seed} if method == "cyclegan" else {}))
-            _check_sizes(cfg, m.size_multiple)
-            dataset = _build_dataset(cfg, m.size_multiple)
-            optimizers = m.make_optimizers(loop)
-            scalers = Scalers(optimizers, precision, device)
-            amp = autocast(device, precision)
+            parts = build_trainables(cfg, device)
+            m = parts.method
+            dataset = build_training_dataset(cfg, m.size_multiple)
             num_workers = default_num_workers() if d.num_workers < 0 else d.num_workers
             sampler = EpochSampler(len(dataset), loop.seed)
-            loader = DataLoader(
-                EpochIndexed(dataset), batch_size=loop.batch_size, sampler=sampler, num_workers=num_workers,
-                pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
-                worker_init_fn=_worker_init if num_workers > 0 else None, drop_last=False,
-            )
+            loader = make_loader(dataset, sampler, loop.batch_size, num_workers, device)
 
             def endless():
                 for epoch in count():
@@ -539,8 +526,7 @@ class _Bench:
 
             def step() -> int:
                 batch = next(batches)
-                batch = {k: batch[k].to(device, non_blocking=True) for k in ("a", "b")}
-                losses = m.train_step(batch, optimizers, scalers, amp)
+                losses = parts.step(batch)
                 for k, v in losses.items():  # what the loop does with the losses between logs
                     sums[k] = sums[k] + v if k in sums else v.clone()
                 return batch["a"].shape[0]
@@ -553,7 +539,7 @@ class _Bench:
                 gc.collect()
             gen = m.nets["gen_a2b"]
             gen_flops = _generator_forward_flops(gen.arch, gen.config, (1, d.input_nc, s.size, s.size))
-            del m, optimizers, scalers, dataset
+            del m, parts, dataset
         step_flops = res.pop("step_flops")
         key = method
         self.flops.setdefault(key, {})

@@ -82,7 +82,7 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
         CheckpointError, DatasetError, ValueError: bad checkpoint, data or arguments.
         metrics.InceptionUnavailable: ``inception`` was given and cannot be loaded.
     """
-    from . import __version__
+    from .version import __version__
     from .data import PairedDataset, detect_layout
     from .translator import Translator
 
@@ -94,7 +94,7 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
     t = Translator.load(checkpoint, device=device)
     if direction is None:
         direction = "a2b" if "a2b" in t.directions else t.directions[0]
-    direction = t._direction(direction)
+    direction = t.pick_direction(direction)
     c_in, c_out = t.channels(direction)
     pre = t.preprocessing
     size = int(size if size is not None else (pre.get("crop_size") or 256))
