@@ -36,8 +36,8 @@ from ..runtime import DeviceError, check_precision, resolve_device, use_fast_ker
 from .ema import GeneratorEMA
 from .logging import JsonlLog, save_grid
 from .monitor import BestKeeper, EvaluateFn, Monitor
-from .pipeline import (EpochSampler, TrainingError, build_trainables, build_training_dataset, fixed_batch,
-                       make_loader, preprocessing_record)
+from .pipeline import (EpochSampler, TrainingError, add_losses, build_trainables, build_training_dataset,
+                       fixed_batch, make_loader, preprocessing_record)
 from .state import (STATE_FILE, ResumeError, check_same_model, load_state, rng_state, save_state, set_rng_state,
                     write_run_json)
 
@@ -354,8 +354,7 @@ class _Run:
                 self.ema.update(self.step)
             self.step_in_epoch += 1
             self.window_steps += 1
-            for k, v in losses.items():
-                self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+            add_losses(self.sums, losses)
             self.pbar.update(1)
             if self.step % loop.log_every == 0 or self.step == self.total_steps:
                 self._log_window()

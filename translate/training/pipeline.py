@@ -37,6 +37,11 @@ def default_num_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
+def resolve_num_workers(num_workers: int) -> int:
+    """Loader processes for a ``data.num_workers`` setting (-1: :func:`default_num_workers`)."""
+    return default_num_workers() if num_workers < 0 else num_workers
+
+
 class EpochSampler(Sampler):
     """Yields (epoch, index) pairs: a permutation of the dataset drawn from (seed, epoch),
     starting at ``start`` (to resume in the middle of an epoch).
@@ -121,8 +126,7 @@ def make_loader(dataset, sampler: EpochSampler, batch_size: int, num_workers: in
     Args:
         num_workers: loader processes; -1 picks :func:`default_num_workers`.
     """
-    if num_workers < 0:
-        num_workers = default_num_workers()
+    num_workers = resolve_num_workers(num_workers)
     return DataLoader(
         EpochIndexed(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
         pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
@@ -165,6 +169,12 @@ class Trainables:
         """One optimisation step on a loader batch; returns the method's detached losses."""
         batch = {k: batch[k].to(self.device, non_blocking=True) for k in ("a", "b")}
         return self.method.train_step(batch, self.optimizers, self.scalers, self.amp)
+
+
+def add_losses(sums: Dict[str, torch.Tensor], losses: Dict[str, torch.Tensor]) -> None:
+    """Accumulate a step's losses into ``sums`` on the device (no host synchronisation)."""
+    for k, v in losses.items():
+        sums[k] = sums[k] + v if k in sums else v.clone()
 
 
 def build_trainables(cfg: RunConfig, device: torch.device, rank: int = 0, distributed: bool = False) -> Trainables:
