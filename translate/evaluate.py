@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from . import metrics
 from .data.transforms import RESIZE_FILTER
-from .fsutil import _UMASK, atomic_write_text, replace_dir
+from .fsutil import UMASK, atomic_write_text, replace_dir
 
 HTML_ROWS = 50
 THUMB_SIDE = 256
@@ -137,7 +137,7 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
 
     out_dir.mkdir(parents=True, exist_ok=True)
     thumbs = Path(tempfile.mkdtemp(dir=out_dir, prefix=".eval_images.tmp-"))
-    os.chmod(thumbs, 0o777 & ~_UMASK)  # mkdtemp makes it private; give it a plain mkdir's mode
+    os.chmod(thumbs, 0o777 & ~UMASK)  # mkdtemp makes it private; give it a plain mkdir's mode
     try:
         rows: List[Dict[str, Any]] = []
         fake_feats: List[np.ndarray] = []
