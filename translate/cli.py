@@ -239,11 +239,10 @@ def _cmd_train(args, argv) -> int:
 def _cmd_convert(args, argv) -> int:
     import signal
 
-    import torch
-
     from . import distributed as D
     from .convert import merge_summaries, write_failures_file
     from .fsutil import remove_stale_temp_files
+    from .runtime import resolve_device
     from .translator import Translator
 
     paths = None
@@ -252,7 +251,7 @@ def _cmd_convert(args, argv) -> int:
     info = D.DistInfo()
     device = args.device
     if D.launched_by_torchrun():  # torchrun: each process converts its share of the files
-        want = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        want = resolve_device(device)
         info = D.setup(want)
         device = D.rank_device(want, info)
     try:

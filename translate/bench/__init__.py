@@ -132,6 +132,39 @@ def run_bench(
     """
     t_start = time.perf_counter()
     log = log or (lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
+    settings = _settings(device=device, precisions=precisions, size=size, batch_size=batch_size,
+                         netG_pix2pix=netG_pix2pix, netG_cyclegan=netG_cyclegan, what=what, data=data,
+                         images=images, warmup=warmup, windows=windows, window_seconds=window_seconds,
+                         checkpoint=checkpoint, quick=quick, num_workers=num_workers, seed=seed)
+    dev, precs = settings.device, settings.precisions
+    argv = list(sys.argv if argv is None else argv)
+    result: Dict[str, Any] = {
+        "command": shlex.join(argv), "argv": argv, "machine": machine_facts(dev), "settings": settings.to_json(),
+        "peak": {}, "flops": {}, "rows": [], "quality": [],
+    }
+    if dev.type == "cpu" and "bf16" in precs and not has_native_precision(dev, "bf16"):
+        result["warning"] = ("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 is emulated here and "
+                             "is usually much slower than fp32")
+        log(result["warning"])
+
+    tmp = Path(tempfile.mkdtemp(prefix="translate-bench-"))
+    bench = Bench(settings, tmp, log)
+    try:
+        for w in settings.what:
+            for prec in precs:
+                result["rows"].append(_measure(bench, w, prec, result, log))
+            if w in CONVERT_WHAT:
+                _quality_guard(bench, w, precs, result)
+        result["flops"] = bench.flops
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    result["seconds"] = time.perf_counter() - t_start
+    return result
+
+
+def _settings(*, device, precisions, size, batch_size, netG_pix2pix, netG_cyclegan, what, data, images,
+              warmup, windows, window_seconds, checkpoint, quick, num_workers, seed) -> Settings:
+    """Validate :func:`run_bench`'s options and fill in the defaults."""
     dev = _resolve_device(device)
     precs = _as_list(precisions, PRECISIONS, "precision") or native_precisions(dev)
     try:
@@ -174,59 +207,45 @@ def run_bench(
         from ..checkpoint import read_translator_json
 
         read_translator_json(settings.checkpoint)  # fail early with the checkpoint's own message
-    argv = list(sys.argv if argv is None else argv)
-    result: Dict[str, Any] = {
-        "command": shlex.join(argv), "argv": argv, "machine": machine_facts(dev), "settings": settings.to_json(),
-        "peak": {}, "flops": {}, "rows": [], "quality": [],
-    }
-    if dev.type == "cpu" and "bf16" in precs and not has_native_precision(dev, "bf16"):
-        result["warning"] = ("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 is emulated here and "
-                             "is usually much slower than fp32")
-        log(result["warning"])
+    return settings
 
-    tmp = Path(tempfile.mkdtemp(prefix="translate-bench-"))
-    bench = Bench(settings, tmp, log)
-    try:
-        for w in whats:
-            for prec in precs:
-                t0 = time.perf_counter()
-                log(f"{w} {prec} ...")
-                if w == "peak":
-                    p = bench.peak(prec)
-                    result["peak"][prec] = p
-                    row = {"metric": f"matmul {p['n']}x{p['n']}", "value": p["flops_per_s"], "unit": "FLOP/s",
-                           "flops_per_item": None, "achieved_flops_per_s": p["flops_per_s"],
-                           "peak_memory_bytes": None, "peak_memory_kind": None, "n": p["n"], "repeats": p["repeats"],
-                           "windows": p["windows"], "statistic": "best"}
-                elif w in TRAIN_WHAT:
-                    row = bench.train(w.split("-", 1)[1], prec)
-                else:
-                    row = bench.convert(w.split("-", 1)[1], prec)
-                row = {"measurement": w, "precision": prec, "statistic": "median", **row,
-                       "seconds": time.perf_counter() - t0}
-                if w != "peak" and row.get("flops_per_item") is not None:
-                    row["achieved_flops_per_s"] = row["flops_per_item"] * row["value"]
-                peak = result["peak"].get(prec, {}).get("flops_per_s")
-                row["pct_of_peak"] = (100.0 * row["achieved_flops_per_s"] / peak
-                                      if peak and row.get("achieved_flops_per_s") else None)
-                result["rows"].append(row)
-                log(f"{w} {prec}: {fmt_with_unit(row['value'], row['unit'])} ({row['seconds']:.1f}s)")
-            if w in CONVERT_WHAT:
-                method = w.split("-", 1)[1]
-                for prec in precs:
-                    if prec == "fp32":
-                        continue
-                    q = {"measurement": w, "precision": prec, **bench.psnr(method, prec),
-                         "weights": bench.translator(method)[1]}
-                    result["quality"].append(q)
-                    for row in result["rows"]:
-                        if row["measurement"] == w and row["precision"] == prec:
-                            row["psnr_vs_fp32_db"] = q["psnr_db"]
-        result["flops"] = bench.flops
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    result["seconds"] = time.perf_counter() - t_start
-    return result
+
+def _measure(bench: Bench, w: str, prec: str, result: Dict[str, Any], log: Callable[[str], None]) -> Dict[str, Any]:
+    """One row of the result: measurement ``w`` in precision ``prec``."""
+    t0 = time.perf_counter()
+    log(f"{w} {prec} ...")
+    if w == "peak":
+        p = bench.peak(prec)
+        result["peak"][prec] = p
+        row = {"metric": f"matmul {p['n']}x{p['n']}", "value": p["flops_per_s"], "unit": "FLOP/s",
+               "flops_per_item": None, "achieved_flops_per_s": p["flops_per_s"],
+               "peak_memory_bytes": None, "peak_memory_kind": None, "n": p["n"], "repeats": p["repeats"],
+               "windows": p["windows"], "statistic": "best"}
+    elif w in TRAIN_WHAT:
+        row = bench.train(w.split("-", 1)[1], prec)
+    else:
+        row = bench.convert(w.split("-", 1)[1], prec)
+    row = {"measurement": w, "precision": prec, "statistic": "median", **row, "seconds": time.perf_counter() - t0}
+    if w != "peak" and row.get("flops_per_item") is not None:
+        row["achieved_flops_per_s"] = row["flops_per_item"] * row["value"]
+    peak = result["peak"].get(prec, {}).get("flops_per_s")
+    row["pct_of_peak"] = (100.0 * row["achieved_flops_per_s"] / peak
+                          if peak and row.get("achieved_flops_per_s") else None)
+    log(f"{w} {prec}: {fmt_with_unit(row['value'], row['unit'])} ({row['seconds']:.1f}s)")
+    return row
+
+
+def _quality_guard(bench: Bench, w: str, precs: List[str], result: Dict[str, Any]) -> None:
+    """PSNR of each reduced precision's conversion outputs against fp32's (rows and ``quality``)."""
+    method = w.split("-", 1)[1]
+    for prec in precs:
+        if prec == "fp32":
+            continue
+        q = {"measurement": w, "precision": prec, **bench.psnr(method, prec), "weights": bench.translator(method)[1]}
+        result["quality"].append(q)
+        for row in result["rows"]:
+            if row["measurement"] == w and row["precision"] == prec:
+                row["psnr_vs_fp32_db"] = q["psnr_db"]
 
 
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
