@@ -57,7 +57,7 @@ def machine_facts(device: torch.device) -> Dict[str, Any]:
 
 def cpu_capability() -> Optional[str]:
     try:
-        return torch.backends.cpu.getcpu_capability()
+        return torch.backends.cpu.get_cpu_capability()
     except Exception:  # pragma: no cover - older torch
         return None
 
