@@ -25,10 +25,13 @@ class Method(Protocol):
         train_nets: name -> what ``train_step`` calls: the nets, or their DDP wrappers.
         generators: direction ("a2b", "b2a") -> net name: what the translator folder exports.
         optimizer_names: the keys of :meth:`make_optimizers` (and of the gradient scalers).
+        paired: True when it trains on aligned (A, B) pairs (paired datasets; paired metrics
+            such as L1 apply), False for unpaired domains.
         size_multiple: image sides must be multiples of this (the generator's downsampling).
     """
 
     name: str
+    paired: bool
     nets: nn.ModuleDict
     train_nets: Dict[str, nn.Module]
     generators: Dict[str, str]

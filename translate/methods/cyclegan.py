@@ -30,6 +30,7 @@ class CycleGAN:
 
     name = "cyclegan"
     optimizer_names = ("gen", "disc")
+    paired = False  # unpaired domains A and B
 
     def __init__(self, cfg: CycleGANConfig, input_nc: int, output_nc: int, device: torch.device, seed: int = 0):
         self.cfg = cfg

@@ -52,6 +52,7 @@ class Pix2Pix:
 
     name = "pix2pix"
     optimizer_names = ("gen", "disc")
+    paired = True  # aligned (A, B) pairs
 
     def __init__(self, cfg: Pix2PixConfig, input_nc: int, output_nc: int, device: torch.device, seed: int = 0):
         self.cfg = cfg

@@ -16,6 +16,7 @@ from typing import Callable, Dict, Optional
 
 from ..config import RunConfig
 from ..fsutil import atomic_write_text, replace_dir
+from ..methods import get_method
 from .pipeline import TrainingError
 from .plot import plot_losses
 
@@ -92,9 +93,10 @@ class BestKeeper:
             self.split = held_out[0]
         else:
             self.split = loop.eval_split
-        self.metric = loop.eval_metric if loop.eval_metric != "auto" else ("l1" if cfg.method == "pix2pix" else "fid")
-        if cfg.method == "cyclegan" and self.metric in ("l1", "psnr", "ssim"):
-            raise TrainingError(f"--eval-metric {self.metric} needs paired data; CycleGAN runs use fid or kid")
+        paired = get_method(cfg.method).paired
+        self.metric = loop.eval_metric if loop.eval_metric != "auto" else ("l1" if paired else "fid")
+        if not paired and self.metric in ("l1", "psnr", "ssim"):
+            raise TrainingError(f"--eval-metric {self.metric} needs paired data; {cfg.method} runs use fid or kid")
         self.best_file = self.run_dir / "best.json"
         self.best: Optional[Dict] = json.loads(self.best_file.read_text()) if self.best_file.exists() else None
 

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..config import RunConfig
-from ..methods import Method, build_method
+from ..methods import Method, build_method, get_method
 from ..methods.common import linear_decay
 from ..runtime import Scalers, autocast
 
@@ -107,12 +107,13 @@ def check_sizes(cfg: RunConfig, size_multiple: int) -> None:
 
 
 def build_training_dataset(cfg: RunConfig, size_multiple: int):
-    """The training dataset ``cfg.data`` describes (``translate.data``'s paired or unpaired set)."""
-    from ..data import build_dataset
+    """The training dataset ``cfg.data`` describes: paired or unpaired, as the method trains."""
+    from ..data import PairedDataset, UnpairedDataset
 
     d = cfg.data
-    return build_dataset(
-        d.root, method=cfg.method, split=d.split, layout=d.layout, direction=d.direction,
+    dataset_class = PairedDataset if get_method(cfg.method).paired else UnpairedDataset
+    return dataset_class(
+        d.root, split=d.split, layout=d.layout, direction=d.direction,
         input_nc=d.input_nc, output_nc=d.output_nc, preprocess=d.preprocess, load_size=d.load_size,
         crop_size=d.crop_size, flip=d.flip, size_multiple=size_multiple, seed=cfg.loop.seed,
         skip_bad_images=d.skip_bad_images, max_items=d.max_items,
