@@ -82,9 +82,9 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
         CheckpointError, DatasetError, ValueError: bad checkpoint, data or arguments.
         metrics.InceptionUnavailable: ``inception`` was given and cannot be loaded.
     """
-    from .version import __version__
     from .data import PairedDataset, detect_layout
     from .translator import Translator
+    from .version import __version__
 
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
