@@ -11,7 +11,8 @@ import torch
 
 from translate.config import RunConfig
 from translate.presets import get_preset
-from translate.train.loop import EpochSampler, train
+from translate import train
+from translate.training.pipeline import EpochSampler
 
 from conftest import make_ab_dataset, make_translator, make_unpaired_dataset, repo_root, write_image_file
 

@@ -14,8 +14,9 @@ import torch
 from translate.checkpoint import load_generator, read_translator_json
 from translate.config import RunConfig
 from translate.presets import get_preset
-from translate.train.loop import TrainingError, train
-from translate.train.state import ResumeError, load_state
+from translate import train
+from translate.training.loop import TrainingError
+from translate.training.state import ResumeError, load_state
 
 from conftest import repo_root
 

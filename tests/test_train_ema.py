@@ -6,9 +6,9 @@ from torch import nn
 
 from translate.checkpoint import load_generator
 from translate.config import ConfigError
-from translate.train.ema import GeneratorEMA, ema_decay_at
-from translate.train.loop import train
-from translate.train.state import load_state
+from translate import train
+from translate.training.ema import GeneratorEMA, ema_decay_at
+from translate.training.state import load_state
 
 from test_train import tiny_cfg
 

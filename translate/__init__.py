@@ -3,9 +3,23 @@
 Importing the package is cheap: heavy modules load on first use.
 """
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["Translator", "train", "__version__"]
+
+
+def train(cfg, resume: bool = False, argv=None):
+    """Train ``cfg.method`` as ``translate train`` does; see :func:`translate.training.loop.train`.
+
+    Evaluation during training (``loop.eval_every``) uses :func:`translate.evaluate.evaluate`.
+
+    Returns:
+        ``translate.training.loop.TrainResult`` (run folder, step, epoch, stopping signal, method).
+    """
+    from .evaluate import evaluate
+    from .training.loop import train as train_loop
+
+    return train_loop(cfg, resume=resume, argv=argv, evaluate=evaluate)
 
 
 def __getattr__(name):
@@ -13,8 +27,4 @@ def __getattr__(name):
         from .translator import Translator
 
         return Translator
-    if name == "train":
-        from .train.loop import train
-
-        return train
     raise AttributeError(f"module 'translate' has no attribute {name!r}")

@@ -45,7 +45,7 @@ def versions() -> Dict[str, str]:
     """Versions of the software a checkpoint was made with (recorded for reproducibility)."""
     import numpy
 
-    from . import __version__
+    from .version import __version__
 
     out = {"translate": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
            "python": platform.python_version()}

@@ -102,7 +102,7 @@ def _add_train_parser(sub, method: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
 
     parser = argparse.ArgumentParser(
         prog="translate", description="Image-to-image translation: train pix2pix / CycleGAN, inspect checkpoints.")
@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _train_config(args):
     from .config import MODEL_CONFIGS, ConfigError, RunConfig, apply_overrides
     from .presets import get_preset
-    from .train.loop import load_run_config
+    from .training.state import load_run_config
 
     given = {dest: getattr(args, dest) for dest in TRAIN_OPTIONS if getattr(args, dest) is not None}
     for dest, key in (("flip", "data.flip"), ("use_dropout", "model.use_dropout"),
@@ -217,8 +217,7 @@ def _train_config(args):
 
 
 def _cmd_train(args, argv) -> int:
-    from .train.loop import train
-
+    from . import train
     from .distributed import launched_by_torchrun
 
     cfg = _train_config(args)
@@ -240,11 +239,10 @@ def _cmd_train(args, argv) -> int:
 def _cmd_convert(args, argv) -> int:
     import signal
 
-    import torch
-
     from . import distributed as D
     from .convert import merge_summaries, write_failures_file
     from .fsutil import remove_stale_temp_files
+    from .runtime import resolve_device
     from .translator import Translator
 
     paths = None
@@ -253,7 +251,7 @@ def _cmd_convert(args, argv) -> int:
     info = D.DistInfo()
     device = args.device
     if D.launched_by_torchrun():  # torchrun: each process converts its share of the files
-        want = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        want = resolve_device(device)
         info = D.setup(want)
         device = D.rank_device(want, info)
     try:
@@ -329,8 +327,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .data import DatasetError
         from .bench import BenchError
         from .export import ExportError
-        from .train.loop import TrainingError
-        from .train.state import ResumeError
+        from .training.pipeline import TrainingError
+        from .training.state import ResumeError
 
         known += [BenchError, ConvertError, DatasetError, ExportError, TrainingError, ResumeError]
     except ImportError:  # pragma: no cover

@@ -93,7 +93,7 @@ def run_demo(out: str = "checkpoints", data: str = "datasets/demo_shapes", name:
              minutes: float = 4.0, device: str = "auto", seed: int = 0) -> int:
     """Generate the dataset, train pix2pix on it for ``minutes``, print where the samples are."""
     from .config import RunConfig
-    from .train.loop import train
+    from .training.loop import train
 
     t0 = time.time()
     root = make_dataset(Path(data), seed=seed)
@@ -128,7 +128,7 @@ def _test_grid(run_dir: Path, root: Path, count: int = 8) -> Path:
     from .checkpoint import load_generator
     from .data import PairedDataset
     from .nn.inference import for_inference
-    from .train.logging import save_grid
+    from .training.logging import save_grid
 
     gen = for_inference(load_generator(run_dir, "a2b"), copy_net=False)
     test = PairedDataset(root, split="test", preprocess="resize_and_crop", load_size=64, crop_size=64,

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from . import metrics
 from .data.transforms import RESIZE_FILTER
-from .fsutil import _UMASK, atomic_write_text, replace_dir
+from .fsutil import UMASK, atomic_write_text, replace_dir
 
 HTML_ROWS = 50
 THUMB_SIDE = 256
@@ -82,9 +82,9 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
         CheckpointError, DatasetError, ValueError: bad checkpoint, data or arguments.
         metrics.InceptionUnavailable: ``inception`` was given and cannot be loaded.
     """
-    from . import __version__
     from .data import PairedDataset, detect_layout
     from .translator import Translator
+    from .version import __version__
 
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -94,7 +94,7 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
     t = Translator.load(checkpoint, device=device)
     if direction is None:
         direction = "a2b" if "a2b" in t.directions else t.directions[0]
-    direction = t._direction(direction)
+    direction = t.pick_direction(direction)
     c_in, c_out = t.channels(direction)
     pre = t.preprocessing
     size = int(size if size is not None else (pre.get("crop_size") or 256))
@@ -137,7 +137,7 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
 
     out_dir.mkdir(parents=True, exist_ok=True)
     thumbs = Path(tempfile.mkdtemp(dir=out_dir, prefix=".eval_images.tmp-"))
-    os.chmod(thumbs, 0o777 & ~_UMASK)  # mkdtemp makes it private; give it a plain mkdir's mode
+    os.chmod(thumbs, 0o777 & ~UMASK)  # mkdtemp makes it private; give it a plain mkdir's mode
     try:
         rows: List[Dict[str, Any]] = []
         fake_feats: List[np.ndarray] = []

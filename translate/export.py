@@ -218,7 +218,7 @@ def _pick_direction(doc: Dict[str, Any], direction: Optional[str]) -> str:
 def _metadata(doc: Dict[str, Any], direction: str, net: nn.Module, multiple: int) -> Dict[str, Any]:
     import torch
 
-    from . import __version__
+    from .version import __version__
 
     pre = doc["preprocessing"]
     entry = doc["generators"][direction]

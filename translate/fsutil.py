@@ -12,8 +12,8 @@ from typing import Union
 PathLike = Union[str, os.PathLike]
 
 # The umask can only be read by setting it; done once at import, before any writer threads.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+UMASK = os.umask(0o022)
+os.umask(UMASK)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -44,7 +44,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         # mkstemp creates the file private (0600); give it the mode a plain open() would.
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
     except BaseException:
         try:

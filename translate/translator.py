@@ -12,7 +12,6 @@ budget go through overlapping tiles blended with feathered weights.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -22,10 +21,10 @@ import torch.nn.functional as F
 
 from .checkpoint import CheckpointError, load_generator, read_translator_json
 from .nn.inference import for_inference
+from .runtime import autocast, check_precision, resolve_device, use_fast_kernels, warn_if_slow_precision
 
 DEFAULT_TILE_PIXELS = 2048 * 2048  # images above this many pixels are translated in tiles
 DEFAULT_TILE_OVERLAP = 64
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 ImageLike = Union["PIL.Image.Image", np.ndarray, str, Path]  # noqa: F821
 
@@ -72,20 +71,9 @@ class Translator:
         if isinstance(checkpoint, str) and "://" in checkpoint:
             raise CheckpointError(f"{checkpoint!r}: only local translator folders can be loaded "
                                   "(a run folder or its translator/ folder)")
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        device = torch.device(device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise CheckpointError(f"device {device} was asked for but CUDA is not available")
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # conversion repeats the same shapes
-        precision = precision or "fp32"
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
-        if precision == "fp16" and device.type != "cuda":
-            raise ValueError("fp16 inference needs a CUDA device; on CPU use bf16 or fp32")
-        from .methods.common import warn_if_slow_precision
-
+        device = resolve_device(device)
+        use_fast_kernels(device)  # conversion repeats the same shapes
+        precision = check_precision(precision or "fp32", device)
         warn_if_slow_precision(device, precision)
         doc = read_translator_json(checkpoint)
         mode = batchnorm or doc["preprocessing"].get("batchnorm", "per_image")
@@ -102,7 +90,9 @@ class Translator:
     def directions(self) -> List[str]:
         return list(self.generators)
 
-    def _direction(self, direction: Optional[str]) -> str:
+    def pick_direction(self, direction: Optional[str] = None) -> str:
+        """The direction to translate in: ``direction`` checked against this translator's, or its
+        only one when None (a two-direction translator needs it named)."""
         if direction is None:
             if len(self.generators) > 1:
                 raise ValueError(f"this {self.method} translator has directions {', '.join(self.generators)}; "
@@ -115,14 +105,11 @@ class Translator:
 
     def channels(self, direction: Optional[str] = None) -> Tuple[int, int]:
         """(input channels, output channels) of the generator for ``direction``."""
-        cfg = self.generators[self._direction(direction)].config
+        cfg = self.generators[self.pick_direction(direction)].config
         return cfg["input_nc"], cfg["output_nc"]
 
     def _autocast(self):
-        dtype = PRECISIONS[self.precision]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast(self.device, self.precision)
 
     # ------------------------------------------------------------------ tensors
     @torch.inference_mode()
@@ -132,7 +119,7 @@ class Translator:
         Any H and W: reflect-padded to the size multiple and cropped back; batches whose images
         exceed the tile pixel budget are translated tile by tile.
         """
-        direction = self._direction(direction)
+        direction = self.pick_direction(direction)
         if not isinstance(x, torch.Tensor) or x.ndim != 4:
             raise ValueError(f"expected a (B, C, H, W) tensor, got {type(x).__name__} "
                              f"{tuple(getattr(x, 'shape', ()))}")
@@ -208,7 +195,7 @@ class Translator:
     def _one(self, image, direction, resize):
         from .data.io import read_image
 
-        direction = self._direction(direction)
+        direction = self.pick_direction(direction)
         kind = "numpy"
         if isinstance(image, (str, Path)):
             arr = read_image(image)

@@ -1,4 +1,4 @@
-"""Helpers shared by the training methods: the image history pool, freezing, precision."""
+"""Helpers shared by the training methods: the image history pool, freezing, optimizers, schedules."""
 
 from __future__ import annotations
 
@@ -70,59 +70,6 @@ def frozen(*nets: nn.Module):
         yield
     finally:
         set_requires_grad(nets, True)
-
-
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def warn_if_slow_precision(device: torch.device, precision: str) -> None:
-    """Reduced precision on a CPU without native support (AVX-512 BF16 / AMX, AVX-512 FP16) runs
-    convolutions on slow reference kernels: say so instead of silently being many times slower."""
-    import warnings
-
-    if device.type != "cpu" or precision == "fp32":
-        return
-    check = {"bf16": "_is_mkldnn_bf16_supported", "fp16": "_is_mkldnn_fp16_supported"}[precision]
-    try:
-        supported = getattr(torch.ops.mkldnn, check)()
-    except (AttributeError, RuntimeError):  # pragma: no cover - very old torch
-        return
-    if not supported:
-        warnings.warn(f"this CPU has no native {precision} support (needs AVX-512 BF16/FP16 or AMX): "
-                      f"{precision} convolutions fall back to slow reference kernels, typically far slower "
-                      "than fp32 here; use --precision fp32", RuntimeWarning, stacklevel=2)
-
-
-def autocast(device: torch.device, precision: str):
-    """Autocast context for ``precision`` on ``device`` (a no-op for fp32)."""
-    dtype = PRECISIONS[precision]
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-class Scalers:
-    """One GradScaler per optimizer for fp16 (loss scales of G and D evolve independently);
-    a pass-through otherwise."""
-
-    def __init__(self, names: Iterable[str], precision: str, device: torch.device):
-        self.enabled = precision == "fp16"
-        self.scalers = {n: torch.amp.GradScaler(device.type, enabled=self.enabled) for n in names}
-
-    def backward(self, name: str, loss: torch.Tensor) -> None:
-        self.scalers[name].scale(loss).backward()
-
-    def step(self, name: str, optimizer: torch.optim.Optimizer) -> None:
-        self.scalers[name].step(optimizer)
-        self.scalers[name].update()
-
-    def state_dict(self):
-        return {n: s.state_dict() for n, s in self.scalers.items()}
-
-    def load_state_dict(self, state) -> None:
-        for n, s in self.scalers.items():
-            if n in state and state[n]:
-                s.load_state_dict(state[n])
 
 
 def adam(params, lr: float, betas, device: torch.device) -> torch.optim.Optimizer:

@@ -20,7 +20,8 @@ from ..losses import adversarial_loss, gradient_penalty
 from ..models import build_discriminator, build_generator
 from ..nn import init_weights
 from ..nn.inference import for_inference
-from .common import ImagePool, Scalers, adam, frozen
+from ..runtime import Scalers
+from .common import ImagePool, adam, frozen
 from .pix2pix import discriminator_kwargs, generator_kwargs
 
 
@@ -29,6 +30,7 @@ class CycleGAN:
 
     name = "cyclegan"
     optimizer_names = ("gen", "disc")
+    paired = False  # unpaired domains A and B
 
     def __init__(self, cfg: CycleGANConfig, input_nc: int, output_nc: int, device: torch.device, seed: int = 0):
         self.cfg = cfg
@@ -126,6 +128,10 @@ class CycleGAN:
             fake_a = g_ba(batch["b"]).float()
             rec_b = g_ab(fake_a).float()
         return [batch["a"], fake_b, rec_a, batch["b"], fake_a, rec_b]
+
+    def wrap(self, fn) -> None:
+        """Train through ``fn(net)`` (e.g. a DistributedDataParallel wrapper) for every net."""
+        self.train_nets = {name: fn(net) for name, net in self.nets.items()}
 
     def state_dict(self) -> dict:
         return {"pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict()}

@@ -19,7 +19,8 @@ from ..losses import adversarial_loss, gradient_penalty
 from ..models import build_discriminator, build_generator
 from ..nn import init_weights
 from ..nn.inference import for_inference
-from .common import Scalers, adam, frozen
+from ..runtime import Scalers
+from .common import adam, frozen
 
 
 def generator_kwargs(cfg, input_nc: int, output_nc: int) -> dict:
@@ -46,12 +47,14 @@ class Pix2Pix:
         cfg: model section of the run configuration.
         input_nc, output_nc: channels of domain A (input) and B (target).
         device: where the networks live.
+        seed: unused (pix2pix has no random state of its own); every method takes it.
     """
 
     name = "pix2pix"
     optimizer_names = ("gen", "disc")
+    paired = True  # aligned (A, B) pairs
 
-    def __init__(self, cfg: Pix2PixConfig, input_nc: int, output_nc: int, device: torch.device):
+    def __init__(self, cfg: Pix2PixConfig, input_nc: int, output_nc: int, device: torch.device, seed: int = 0):
         self.cfg = cfg
         self.device = device
         gen = build_generator(cfg.netG, **generator_kwargs(cfg, input_nc, output_nc))
@@ -123,6 +126,10 @@ class Pix2Pix:
         with amp:
             fake_b = gen(batch["a"]).float()
         return [batch["a"], fake_b, batch["b"]]
+
+    def wrap(self, fn) -> None:
+        """Train through ``fn(net)`` (e.g. a DistributedDataParallel wrapper) for every net."""
+        self.train_nets = {name: fn(net) for name, net in self.nets.items()}
 
     def state_dict(self) -> dict:
         return {}

@@ -1,5 +1,8 @@
 """What a run shows while it trains: loss plot, optional TensorBoard, periodic evaluation that
-keeps the best checkpoint in ``translator_best/``. Used by rank 0 only."""
+keeps the best checkpoint in ``translator_best/``. Used by rank 0 only.
+
+Evaluation itself is passed in (``translate.evaluate.evaluate`` when called through
+``translate.train`` or the CLI): training sits below inference and evaluation."""
 
 from __future__ import annotations
 
@@ -9,10 +12,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 from ..config import RunConfig
 from ..fsutil import atomic_write_text, replace_dir
+from ..methods import get_method
+from .pipeline import TrainingError
 from .plot import plot_losses
 
 LOWER_IS_BETTER = {"l1": True, "fid": True, "kid": True, "psnr": False, "ssim": False}
@@ -30,8 +35,6 @@ class Monitor:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                from .loop import TrainingError
-
                 raise TrainingError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
             self.tb = SummaryWriter(str(self.run_dir / "tensorboard"))
 
@@ -63,39 +66,43 @@ class Monitor:
             self.tb.close()
 
 
+EvaluateFn = Callable[..., Dict]
+"""``evaluate(translator_dir, data_root, *, split, max_images, fid, out_dir) -> eval.json document``
+(as ``translate.evaluate.evaluate``): the document's ``metrics`` maps names to values."""
+
+
 class BestKeeper:
     """Evaluate ``translator/`` on a held-out split; copy it to ``translator_best/`` when it is the best
-    so far by the chosen metric (the record is in ``best.json``, so it survives ``--resume``)."""
+    so far by the chosen metric (the record is in ``best.json``, so it survives ``--resume``).
 
-    def __init__(self, run_dir: Path, cfg: RunConfig):
+    Args:
+        evaluate: the evaluation function (see ``EvaluateFn``).
+    """
+
+    def __init__(self, run_dir: Path, cfg: RunConfig, evaluate: EvaluateFn):
         from ..data import list_splits
 
-        self.run_dir, self.cfg = Path(run_dir), cfg
+        self.run_dir, self.cfg, self.evaluate_fn = Path(run_dir), cfg, evaluate
         loop = cfg.loop
         splits = [s for s in list_splits(cfg.data.root) if s is not None]
         if loop.eval_split == "auto":
             held_out = [s for s in ("val", "test") if s in splits]
             if not held_out:
-                from .loop import TrainingError
-
                 raise TrainingError(f"--eval-every needs a held-out split (val or test) in {cfg.data.root}; "
                                     f"found: {', '.join(splits) or 'none'}. Pass --eval-split NAME.")
             self.split = held_out[0]
         else:
             self.split = loop.eval_split
-        self.metric = loop.eval_metric if loop.eval_metric != "auto" else ("l1" if cfg.method == "pix2pix" else "fid")
-        if cfg.method == "cyclegan" and self.metric in ("l1", "psnr", "ssim"):
-            from .loop import TrainingError
-
-            raise TrainingError(f"--eval-metric {self.metric} needs paired data; CycleGAN runs use fid or kid")
+        paired = get_method(cfg.method).paired
+        self.metric = loop.eval_metric if loop.eval_metric != "auto" else ("l1" if paired else "fid")
+        if not paired and self.metric in ("l1", "psnr", "ssim"):
+            raise TrainingError(f"--eval-metric {self.metric} needs paired data; {cfg.method} runs use fid or kid")
         self.best_file = self.run_dir / "best.json"
         self.best: Optional[Dict] = json.loads(self.best_file.read_text()) if self.best_file.exists() else None
 
     def evaluate(self, step: int) -> Dict:
-        from ..evaluate import evaluate
-
         needs_fid = self.metric in ("fid", "kid")
-        doc = evaluate(self.run_dir / "translator", self.cfg.data.root, split=self.split,
+        doc = self.evaluate_fn(self.run_dir / "translator", self.cfg.data.root, split=self.split,
                        max_images=self.cfg.loop.eval_max_images, fid=needs_fid,
                        out_dir=self.run_dir / "eval" / f"step_{step:07d}")
         value = doc["metrics"].get(self.metric)

@@ -1,4 +1,4 @@
-"""Resume state: ``train_state/latest.pt``.
+"""Resume state: ``train_state/latest.pt``, and the run description ``run.json``.
 
 Only tensors and plain Python values are stored, so the file loads with
 ``torch.load(weights_only=True)`` (no arbitrary code runs when resuming).
@@ -6,12 +6,16 @@ Only tensors and plain Python values are stored, so the file loads with
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 
-from ..fsutil import atomic_torch_save
+from ..checkpoint import versions
+from ..config import RunConfig
+from ..fsutil import atomic_torch_save, atomic_write_text
 
 STATE_VERSION = 1
 STATE_FILE = Path("train_state") / "latest.pt"
@@ -86,3 +90,31 @@ def check_same_model(saved: Dict[str, Any], current: Dict[str, Any], run_dir: Pa
             + ". Resume without these options (the saved configuration is used), "
             "or start a new run with another --name."
         )
+
+
+def write_run_json(run_dir: Path, cfg: RunConfig, argv: Optional[Sequence[str]], device, resume: bool, step: int,
+                   world_size: int = 1) -> None:
+    """Write ``run.json`` (configuration, command line, versions); a resume appends an entry."""
+    path = run_dir / "run.json"
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if resume and path.exists():
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc.setdefault("resumes", []).append({"argv": list(argv or []), "step": step, "time": now,
+                                              "device": str(device), "processes": world_size,
+                                              "config": cfg.to_dict()})
+    else:
+        doc = {"config": cfg.to_dict(), "argv": list(argv or []), "created": now, "device": str(device),
+               "processes": world_size, "versions": versions()}
+    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    """The configuration a run was started with (``run.json``), for ``--resume``."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        raise ResumeError(f"nothing to resume: {path} does not exist")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return RunConfig.from_dict(doc["config"])
+    except (json.JSONDecodeError, KeyError) as e:
+        raise ResumeError(f"{path} is not a valid run description ({e})") from None

@@ -1,0 +1,432 @@
+"""The benchmark's measurements: training steps with data loading, folder conversion, the
+quality guard of reduced precisions. Training goes through ``translate.training.pipeline``, the
+same dataset, loader and step as ``translate train``."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import json
+import math
+import shutil
+import statistics
+import time
+from itertools import count
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .machine import PeakMemory, matmul_peak, sync
+from .synthetic import make_synthetic_datasets
+
+TRAIN_WHAT = ("train-pix2pix", "train-cyclegan")
+CONVERT_WHAT = ("convert-pix2pix", "convert-cyclegan")
+ALL_WHAT = TRAIN_WHAT + CONVERT_WHAT + ("peak",)
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+class BenchError(ValueError):
+    """The benchmark cannot run as asked (bad option combination); the message says why."""
+
+
+@dataclasses.dataclass
+class Settings:
+    device: torch.device
+    precisions: List[str]
+    size: int
+    batch_size: int
+    netG_pix2pix: str
+    netG_cyclegan: str
+    what: List[str]
+    data: Optional[Path]
+    images: int
+    warmup: float
+    windows: int
+    window_seconds: float
+    checkpoint: Optional[Path]
+    quick: bool
+    num_workers: int
+    seed: int
+    train_images: int
+    matmul_size: int
+    matmul_seconds: float
+
+    def to_json(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["device"] = str(self.device)
+        d["data"] = None if self.data is None else str(self.data)
+        d["checkpoint"] = None if self.checkpoint is None else str(self.checkpoint)
+        return d
+
+
+def windows_for(step_seconds: float, windows: int, window_seconds: float) -> int:
+    """How many windows fit the budget ``windows * window_seconds`` when one call takes
+    ``step_seconds`` (at least one window)."""
+    if step_seconds <= 1.5 * window_seconds:  # a little over is fine: the window ends after that step
+        return windows
+    return max(1, min(windows, int(windows * window_seconds // max(step_seconds, 1e-9))))
+
+
+def median(xs: Sequence[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def run_config(method: str, s: Settings, precision: str, data_root: Path):
+    from ..config import MODEL_CONFIGS, RunConfig
+
+    model: Dict[str, Any] = {"netG": s.netG_pix2pix if method == "pix2pix" else s.netG_cyclegan}
+    if model["netG"] == "unet":  # as deep as the size allows
+        model["num_downs"] = max(1, int(math.log2(s.size)))
+    if model["netG"] == "resnet" and s.quick:
+        model["n_blocks"] = 2
+    if s.quick:
+        model.update(ngf=8, ndf=8, n_layers_D=2)
+    d = RunConfig(method=method, model=MODEL_CONFIGS[method]()).to_dict()
+    d["name"] = "bench"
+    d["data"].update(root=str(data_root), load_size=max(s.size, round(s.size * 286 / 256)), crop_size=s.size,
+                     num_workers=s.num_workers)
+    d["model"].update(model)
+    d["loop"].update(batch_size=s.batch_size, device=str(s.device), precision=precision, seed=s.seed)
+    return RunConfig.from_dict(d)
+
+
+def flop_count(fn: Callable[[], Any]) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def generator_forward_flops(arch: str, config: Dict[str, Any], shape: Tuple[int, ...]) -> Optional[int]:
+    """FLOPs of one generator forward for an input of ``shape``, counted on the meta device
+    (no compute); None when the network cannot run on meta tensors."""
+    from ..models import build_generator
+
+    try:
+        with torch.device("meta"):
+            net = build_generator(arch, **config)
+            x = torch.empty(shape)
+        net.eval()
+
+        def fwd():
+            with torch.no_grad():
+                net(x)
+
+        return flop_count(fwd)
+    except Exception:  # pragma: no cover - depends on operator coverage of the meta device
+        return None
+
+
+class Bench:
+    def __init__(self, s: Settings, tmp: Path, log: Callable[[str], None]):
+        self.s = s
+        self.tmp = tmp
+        self.log = log
+        self.paths: Dict[str, Path] = {}
+        self.translators: Dict[str, Tuple[Path, str]] = {}  # method -> (folder, weights label)
+        self.convert_files: List[Path] = []
+        self.guard_outputs: Dict[Tuple[str, str], Path] = {}
+        self.flops: Dict[str, Dict[str, Any]] = {}
+        self._shape_cache: Dict[Path, Tuple[int, int]] = {}
+        self._flops_cache: Dict[tuple, Optional[int]] = {}
+
+    # -- inputs
+    def datasets(self) -> Dict[str, Path]:
+        if not self.paths:
+            s = self.s
+            need_convert = any(w in s.what for w in CONVERT_WHAT) and s.data is None
+            t0 = time.perf_counter()
+            self.paths = make_synthetic_datasets(self.tmp / "data", s.size, s.train_images,
+                                                 s.images if need_convert else 0, s.seed)
+            self.log(f"synthetic data written in {time.perf_counter() - t0:.1f}s")
+        return self.paths
+
+    def conversion_files(self) -> List[Path]:
+        if not self.convert_files:
+            from ..data.discover import list_images
+
+            folder = self.s.data if self.s.data is not None else self.datasets()["convert"]
+            files = list_images(folder)[: self.s.images]
+            if not files:
+                raise BenchError(f"no images found in {folder}")
+            self.convert_files = files
+        return self.convert_files
+
+    def translator(self, method: str) -> Tuple[Path, str]:
+        """The translator folder used for ``method``'s conversion, and what its weights are."""
+        if method in self.translators:
+            return self.translators[method]
+        s = self.s
+        if s.checkpoint is not None:
+            from ..checkpoint import read_translator_json
+
+            doc = read_translator_json(s.checkpoint)
+            if doc["method"] == method:
+                self.translators[method] = (Path(doc["_folder"]), f"checkpoint {s.checkpoint}")
+                return self.translators[method]
+        from ..checkpoint import save_translator
+        from ..methods.pix2pix import generator_kwargs
+        from ..models import build_generator
+        from ..nn import init_weights
+        from ..training.pipeline import preprocessing_record
+
+        cfg = run_config(method, s, "fp32", self.tmp)
+        m = cfg.model
+        with fork_rng(s.device):
+            torch.manual_seed(s.seed)
+            gens = {}
+            directions = ("a2b",) if method == "pix2pix" else ("a2b", "b2a")
+            for direction in directions:
+                net = build_generator(m.netG, **generator_kwargs(m, cfg.data.input_nc, cfg.data.output_nc))
+                # Xavier (gain 1) rather than the training init N(0, 0.02): the outputs then span
+                # much of the value range (std ~0.4-0.6), so the quality guard sees real contrast.
+                init_weights(net, "xavier", 1.0)
+                gens[direction] = net
+        folder = save_translator(self.tmp / f"translator_{method}", method, gens,
+                                 preprocessing_record(cfg, gens["a2b"].size_multiple),
+                                 {"run": "bench", "weights": "random-init"})
+        self.translators[method] = (folder, "random-init (xavier, gain 1)")
+        return self.translators[method]
+
+    # -- matmul peak
+    def peak(self, precision: str) -> Dict[str, Any]:
+        s = self.s
+        return matmul_peak(s.device, precision, s.matmul_size, s.matmul_seconds, s.quick)
+
+    # -- training
+    def train(self, method: str, precision: str) -> Dict[str, Any]:
+        from ..training.pipeline import (EpochSampler, add_losses, build_trainables, build_training_dataset,
+                                         make_loader, resolve_num_workers)
+
+        s, device = self.s, self.s.device
+        data_root = self.datasets()["paired" if method == "pix2pix" else "unpaired"]
+        cfg = run_config(method, s, precision, data_root)
+        loop, d = cfg.loop, cfg.data
+        mem = PeakMemory(device)
+        with fork_rng(device), mem:
+            parts = build_trainables(cfg, device)
+            m = parts.method
+            dataset = build_training_dataset(cfg, m.size_multiple)
+            num_workers = resolve_num_workers(d.num_workers)
+            sampler = EpochSampler(len(dataset), loop.seed)
+            loader = make_loader(dataset, sampler, loop.batch_size, num_workers, device)
+
+            def endless():
+                for epoch in count():
+                    sampler.set_epoch(epoch)
+                    yield from loader
+
+            batches = endless()
+            sums: Dict[str, torch.Tensor] = {}
+
+            for net in m.nets.values():
+                net.train()  # as in the training loop: once, before the steps
+
+            def step() -> int:
+                batch = next(batches)
+                add_losses(sums, parts.step(batch))  # what the loop does with the losses between logs
+                return batch["a"].shape[0]
+
+            try:
+                res = self._time_steps(step, per_step_items=method == "pix2pix")
+            finally:
+                batches.close()
+                del batches, loader
+                gc.collect()
+            gen = m.nets["gen_a2b"]
+            gen_flops = generator_forward_flops(gen.arch, gen.config, (1, d.input_nc, s.size, s.size))
+            del m, parts, dataset
+        step_flops = res.pop("step_flops")
+        key = method
+        self.flops.setdefault(key, {})
+        self.flops[key].update({"netG": cfg.model.netG, "generator": gen.arch,
+                                "generator_forward_flops_per_image": gen_flops,
+                                "train_step_flops": step_flops, "train_step_batch": s.batch_size,
+                                "train_size": s.size})
+        if method == "pix2pix":
+            res.update(metric="training images/s", unit="img/s", flops_per_item=step_flops / s.batch_size)
+        else:
+            res.update(metric="training iterations/s", unit="it/s", flops_per_item=step_flops,
+                       images_per_iteration=s.batch_size)
+        res.update(peak_memory_bytes=mem.peak, peak_memory_kind=mem.kind, num_workers=num_workers,
+                   netG=cfg.model.netG, generator=gen.arch)
+        return res
+
+    def _time_steps(self, step: Callable[[], int], per_step_items: bool) -> Dict[str, Any]:
+        """Warm up (the first step under the FLOP counter), then time windows of steps."""
+        s, device = self.s, self.s.device
+        min_warm = 3 if device.type == "cuda" else 1
+        t_start = time.perf_counter()
+        step_flops = flop_count(step)
+        sync(device)
+        last = time.perf_counter() - t_start
+        warm_steps = 1
+        while warm_steps < min_warm or time.perf_counter() - t_start < s.warmup:
+            t0 = time.perf_counter()
+            step()
+            sync(device)
+            last = time.perf_counter() - t0
+            warm_steps += 1
+        n_windows = windows_for(last, s.windows, s.window_seconds)
+        rates, steps_per_window = [], []
+        for _ in range(n_windows):
+            sync(device)
+            t0 = time.perf_counter()
+            items = steps = 0
+            while True:
+                n = step()
+                items += n if per_step_items else 1
+                steps += 1
+                if time.perf_counter() - t0 >= s.window_seconds:
+                    break
+            sync(device)
+            rates.append(items / (time.perf_counter() - t0))
+            steps_per_window.append(steps)
+        out = {"value": median(rates), "windows": rates, "steps_per_window": steps_per_window,
+               "warmup_steps": warm_steps, "step_flops": step_flops}
+        if n_windows < s.windows:
+            out["note"] = (f"one step takes {last:.1f}s, longer than the window budget: {n_windows} window(s) "
+                           f"timed; raise --window-seconds for a median over {s.windows}")
+        return out
+
+    # -- conversion
+    def guard_files(self) -> List[Path]:
+        """The images whose outputs the quality guard compares (also the conversion warm-up)."""
+        files = self.conversion_files()
+        return files[: min(len(files), max(4, 2 * self.s.batch_size))]
+
+    def _convert_files(self, translator, paths: List[Path], out: Path, direction: str) -> Tuple[int, float]:
+        t0 = time.perf_counter()
+        summary = translator.translate_folder("-", out, paths=paths, direction=direction,
+                                              batch_size=self.s.batch_size, ext="png", overwrite=True,
+                                              progress=False)
+        seconds = time.perf_counter() - t0
+        if summary.failures:
+            raise BenchError(f"conversion failed for {len(summary.failures)} image(s), e.g. "
+                             f"{summary.failures[0][0]}: {summary.failures[0][1]}")
+        return summary.converted, seconds
+
+    def convert(self, method: str, precision: str) -> Dict[str, Any]:
+        from ..translator import Translator
+
+        s, device = self.s, self.s.device
+        folder, weights = self.translator(method)
+        files = self.conversion_files()
+        guard = self.guard_files()
+        direction = "a2b"
+        out_root = self.tmp / "out" / f"{method}_{precision}"
+        mem = PeakMemory(device)
+        with mem:
+            translator = Translator.load(folder, device=device, precision=precision)
+
+            def run(paths: List[Path], out: Path) -> Tuple[int, float]:
+                return self._convert_files(translator, paths, out, direction)
+
+            # Warm-up on the guard images (their first outputs are kept for the quality guard);
+            # a second pass when the first was short, so that the rate estimate is a warm one.
+            t0 = time.perf_counter()
+            done, secs = run(guard, out_root / "guard")
+            warm_calls = 1
+            while (warm_calls < 2 and secs < s.window_seconds) or time.perf_counter() - t0 < s.warmup:
+                done, secs = run(guard, out_root / "warm")
+                warm_calls += 1
+            rate = done / max(secs, 1e-9)
+            # One call per window converts the next `per_call` images of the folder (cycling), sized
+            # to last about a window; a window repeats calls when the whole folder is faster than that.
+            lo = min(len(files), max(1, s.batch_size))
+            per_call = int(min(len(files), max(lo, round(rate * s.window_seconds))))
+            n_windows = windows_for(per_call / rate, s.windows, s.window_seconds)
+            rates, counts, cursor = [], [], 0
+            for k in range(n_windows):
+                out = out_root / f"window_{k}"
+                done_w, secs_w = 0, 0.0
+                # Repeat calls only when one call is the whole folder (faster than a window).
+                while done_w == 0 or (per_call == len(files) and secs_w < s.window_seconds):
+                    paths = [files[(cursor + i) % len(files)] for i in range(per_call)]
+                    cursor = (cursor + per_call) % len(files)
+                    done, secs = run(paths, out)
+                    done_w, secs_w = done_w + done, secs_w + secs
+                rates.append(done_w / secs_w)
+                counts.append(done_w)
+                shutil.rmtree(out, ignore_errors=True)
+            size_multiple, c_in = translator.size_multiple, translator.channels(direction)[0]
+            entry = translator.doc["generators"][direction]
+            del translator
+            gc.collect()
+        shutil.rmtree(out_root / "warm", ignore_errors=True)
+        self.guard_outputs[(method, precision)] = out_root / "guard"
+        per_image = self._conversion_flops(entry, files, size_multiple, c_in)
+        res = {"metric": "conversion images/s", "unit": "img/s", "value": median(rates), "windows": rates,
+               "images_per_window": counts, "warmup_calls": warm_calls, "flops_per_item": per_image,
+               "peak_memory_bytes": mem.peak, "peak_memory_kind": mem.kind, "weights": weights,
+               "direction": direction, "generator": entry["arch"], "guard_images": len(guard),
+               "input": (f"{len(files)} images from {s.data}" if s.data is not None
+                         else f"{len(files)} synthetic {s.size}x{s.size} JPEG")}
+        if n_windows < s.windows:
+            res["note"] = f"one call of {per_call} image(s) outlasts the budget: {n_windows} window(s) timed"
+        return res
+
+    def _conversion_flops(self, entry: Dict[str, Any], files: List[Path], size_multiple: int,
+                          c_in: int) -> Optional[float]:
+        """Mean generator-forward FLOPs per image of ``files``, each at its padded size."""
+        from ..data.io import read_image
+
+        shapes: Dict[Tuple[int, ...], int] = {}
+        for path in files:
+            if path not in self._shape_cache:
+                self._shape_cache[path] = tuple(read_image(path).shape[:2])
+            h, w = self._shape_cache[path]
+            shape = (1, c_in, -(-h // size_multiple) * size_multiple, -(-w // size_multiple) * size_multiple)
+            shapes[shape] = shapes.get(shape, 0) + 1
+        total = 0
+        for shape, k in shapes.items():
+            key = (entry["arch"], json.dumps(entry["config"], sort_keys=True), shape)
+            if key not in self._flops_cache:
+                self._flops_cache[key] = generator_forward_flops(entry["arch"], entry["config"], shape)
+            if self._flops_cache[key] is None:
+                return None
+            total += self._flops_cache[key] * k
+        return total / len(files) if files else None
+
+    def psnr(self, method: str, precision: str) -> Dict[str, Any]:
+        """PSNR (dB) between the fp32 and ``precision`` outputs of the guard images."""
+        from ..data.discover import list_images
+        from ..data.io import read_image
+
+        if (method, "fp32") not in self.guard_outputs:  # fp32 was not benchmarked: make the reference
+            from ..translator import Translator
+
+            folder, _ = self.translator(method)
+            t = Translator.load(folder, device=self.s.device, precision="fp32")
+            out = self.tmp / "out" / f"{method}_fp32" / "guard"
+            self._convert_files(t, self.guard_files(), out, "a2b")
+            self.guard_outputs[(method, "fp32")] = out
+        ref_dir, test_dir = self.guard_outputs[(method, "fp32")], self.guard_outputs[(method, precision)]
+        se, count_px, n_img = 0.0, 0, 0
+        for ref in list_images(ref_dir):
+            other = test_dir / ref.relative_to(ref_dir)
+            a = read_image(ref).astype(np.float64)
+            b = read_image(other).astype(np.float64)
+            se += float(((a - b) ** 2).sum())
+            count_px += a.size
+            n_img += 1
+        mse = se / max(count_px, 1)
+        psnr = None if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+        return {"psnr_db": psnr, "identical": mse == 0, "images": n_img, "reference": "fp32"}
+
+
+@contextlib.contextmanager
+def fork_rng(device: torch.device):
+    """Leave the global torch RNG as it was (the benchmark seeds its own networks)."""
+    cpu = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
+    try:
+        yield
+    finally:
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)

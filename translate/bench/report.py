@@ -1,0 +1,125 @@
+"""The benchmark's report: the human-readable table and the JSON document."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from .measure import CONVERT_WHAT
+
+def fmt_value(v: Optional[float], unit: str = "") -> str:
+    if v is None:
+        return "-"
+    if unit.endswith("FLOP/s"):
+        return fmt_flops(v)
+    if v >= 100:
+        return f"{v:.1f}"
+    if v >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3g}"
+
+
+def fmt_with_unit(v: Optional[float], unit: str) -> str:
+    if unit == "FLOP/s":
+        return fmt_flops(v) + "FLOP/s"
+    return f"{fmt_value(v, unit)} {unit}"
+
+
+def fmt_flops(v: Optional[float]) -> str:
+    if v is None:
+        return "-"
+    for scale, name in ((1e12, "T"), (1e9, "G"), (1e6, "M")):
+        if v >= scale:
+            return f"{v / scale:.3g} {name}"
+    return f"{v:.3g} "
+
+
+def fmt_bytes(v: Optional[int]) -> str:
+    if v is None:
+        return "-"
+    return f"{v / 2 ** 20:.0f} MiB"
+
+
+def format_table(result: Dict[str, Any]) -> str:
+    """The human-readable report of :func:`run_bench`'s result."""
+    m = result["machine"]
+    lines = [
+        f"translate bench on {m['device_name']} [{m['device']}], torch {m['torch']}, "
+        f"{m['torch_threads']} threads, cpu capability {m['cpu_capability']}",
+        f"command: {result['command']}",
+    ]
+    if result.get("warning"):
+        lines.append(f"warning: {result['warning']}")
+    header = ("measurement", "prec", "metric", "value", "unit", "FLOP/s", "% peak", "peak mem", "PSNR/fp32")
+    table = [header]
+    for r in result["rows"]:
+        unit = r["unit"]
+        value = fmt_value(r["value"], unit)
+        if unit == "FLOP/s":
+            value, unit = value.split(" ")[0], value.split(" ")[1] + "FLOP/s"
+        psnr_text = "-"
+        if r["measurement"] in CONVERT_WHAT:
+            if r["precision"] == "fp32":
+                psnr_text = "ref" if len(result["settings"]["precisions"]) > 1 else "-"
+            elif "psnr_vs_fp32_db" in r:
+                psnr = r["psnr_vs_fp32_db"]
+                psnr_text = "identical" if psnr is None else f"{psnr:.1f} dB"
+        pct = r.get("pct_of_peak")
+        table.append((r["measurement"], r["precision"], r["metric"], value, unit,
+                      fmt_flops(r.get("achieved_flops_per_s")) + "FLOP/s" if r.get("achieved_flops_per_s") else "-",
+                      "-" if pct is None else f"{pct:.1f}", fmt_bytes(r.get("peak_memory_bytes")), psnr_text))
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    right = {3, 5, 6, 7, 8}
+    for k, row in enumerate(table):
+        cells = [str(c).rjust(widths[i]) if i in right else str(c).ljust(widths[i]) for i, c in enumerate(row)]
+        lines.append("  ".join(cells).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    notes = ["value: median of the timed windows (matmul peak: best of the repeats); FLOP/s = counted FLOPs "
+             "per item x value; % peak: of the matmul peak in the same precision"]
+    if m.get("tf32_conv") and "fp32" in result["settings"]["precisions"]:
+        notes.append("fp32 convolutions may run in TF32 (torch.backends.cudnn.allow_tf32) while the fp32 matmul "
+                     "peak does not, so fp32 % of peak can exceed 100")
+    for r in result["rows"]:
+        if r.get("note"):
+            notes.append(f"{r['measurement']} {r['precision']}: {r['note']}")
+    weights = {r["weights"] for r in result["rows"] if r.get("weights")}
+    for w in sorted(weights):
+        if w.startswith("random-init"):
+            notes.append(f"conversion and PSNR use translators with {w} weights (speed is the same as trained "
+                         "weights; PSNR on trained weights may differ)")
+    flops = result.get("flops", {})
+    for method, f in flops.items():
+        g = f.get("generator_forward_flops_per_image")
+        notes.append(f"{method}: {f['netG']} forward {fmt_flops(g)}FLOP/image at {f['train_size']}px, "
+                     f"train step {fmt_flops(f['train_step_flops'])}FLOP (batch {f['train_step_batch']}, "
+                     "counted with FlopCounterMode)")
+    kinds = {r.get("peak_memory_kind") for r in result["rows"] if r.get("peak_memory_kind")}
+    if kinds & {"cpu_peak_rss_delta", "cpu_sampled_rss_delta", "cpu_maxrss_delta"}:
+        notes.append("peak mem on CPU: growth of this process's peak RSS during the measurement "
+                     "(data loader worker processes not included)")
+    lines.append(f"total {result['seconds']:.0f}s")
+    return "\n".join(lines + [f"note: {n}" for n in notes])
+
+
+def json_safe(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def write_json(result: Dict[str, Any], path) -> Path:
+    """Write ``result`` as JSON (non-finite numbers as null), atomically; returns the path."""
+    from ..fsutil import atomic_write_text
+
+    out = Path(path)
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(json_safe(result), indent=2) + "\n")
+    return out
