@@ -44,3 +44,29 @@ def test_presets():
     assert get_preset("tiny", "pix2pix")["model"]["netG"] == "unet"
     with pytest.raises(ValueError, match="valid"):
         get_preset("nope", "pix2pix")
+
+
+def test_choices_match_the_registries():
+    from translate import config, losses
+    from translate.models import list_discriminators, list_generators
+
+    assert sorted(config.GENERATORS) == sorted(list_generators())
+    assert sorted(config.DISCRIMINATORS) == sorted(list_discriminators())
+    assert tuple(config.GAN_MODES) == tuple(losses.GAN_MODES)
+
+
+def test_every_field_declares_its_help_and_validation_uses_its_choices():
+    import dataclasses
+
+    from translate.config import section_classes
+
+    for method in ("pix2pix", "cyclegan"):
+        for cls in section_classes(method).values():
+            for f in dataclasses.fields(cls):
+                assert f.metadata.get("help"), (cls.__name__, f.name)
+    with pytest.raises(ConfigError, match="model.netG = 'unet_512' is not valid; choose one of: unet_128"):
+        RunConfig.from_dict({"model": {"netG": "unet_512"}})
+    with pytest.raises(ConfigError, match="data.input_nc = 2 is not valid; choose one of: 1, 3"):
+        RunConfig.from_dict({"data": {"input_nc": 2}})
+    with pytest.raises(ConfigError, match="model.ngf must be >= 1, got 0"):
+        RunConfig.from_dict({"model": {"ngf": 0}})

@@ -27,6 +27,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
+from .errors import UserError
 from .fsutil import atomic_write_bytes, atomic_write_text, recover_dir, replace_dir
 
 FORMAT = "translate.translator"
@@ -37,7 +38,7 @@ _TOP_KEYS = {"format", "format_version", "method", "generators", "preprocessing"
 _GEN_KEYS = {"file", "arch", "config", "params"}
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint is missing, malformed, or does not match what the code expects."""
 
 

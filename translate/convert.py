@@ -28,13 +28,14 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from .errors import UserError
 from .fsutil import atomic_write_text, remove_stale_temp_files
 
 FAILED_FILE = "failed.jsonl"
 OUTPUT_EXTS = ("same", "png", "jpg", "webp", "tif")
 
 
-class ConvertError(Exception):
+class ConvertError(UserError):
     """The conversion cannot start (bad paths, unsafe output); nothing was written."""
 
 

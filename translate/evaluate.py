@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 from . import metrics
 from .data.transforms import RESIZE_FILTER
+from .errors import ArgumentError
 from .fsutil import _UMASK, atomic_write_text, replace_dir
 
 HTML_ROWS = 50
@@ -87,9 +88,9 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
     from .translator import Translator
 
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise ArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
     if max_images is not None and (not isinstance(max_images, int) or max_images < 1):
-        raise ValueError(f"max_images must be a positive integer, got {max_images!r}")
+        raise ArgumentError(f"max_images must be a positive integer, got {max_images!r}")
     started = time.time()
     t = Translator.load(checkpoint, device=device)
     if direction is None:
@@ -99,7 +100,7 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
     pre = t.preprocessing
     size = int(size if size is not None else (pre.get("crop_size") or 256))
     if size < metrics.SSIM_WINDOW:
-        raise ValueError(f"size must be at least {metrics.SSIM_WINDOW} (the SSIM window), got {size}")
+        raise ArgumentError(f"size must be at least {metrics.SSIM_WINDOW} (the SSIM window), got {size}")
     train_dir = pre.get("direction", "AtoB")
     data_dir = train_dir if direction == "a2b" else _SWAP[train_dir]  # which side is the input
     translator_dir = Path(t.doc["_folder"])

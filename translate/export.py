@@ -46,6 +46,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
+from .errors import UserError
 from .fsutil import atomic_write_bytes
 
 if TYPE_CHECKING:  # torch is imported where it is used: building the CLI parser must stay instant
@@ -64,7 +65,7 @@ _EXTRA_HINT = "pip install 'translate-images[export]'"
 _PARITY_SIDE = 64  # parity images have sides >= this (ResNets need >= 8; 64 keeps it cheap)
 
 
-class ExportError(Exception):
+class ExportError(UserError):
     """An export could not be made or did not reproduce the PyTorch generator.
 
     Attributes:

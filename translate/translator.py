@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import CheckpointError, load_generator, read_translator_json
+from .errors import ArgumentError
 from .nn.inference import for_inference
 
 DEFAULT_TILE_PIXELS = 2048 * 2048  # images above this many pixels are translated in tiles
@@ -81,9 +82,9 @@ class Translator:
             torch.backends.cudnn.benchmark = True  # conversion repeats the same shapes
         precision = precision or "fp32"
         if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+            raise ArgumentError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
         if precision == "fp16" and device.type != "cuda":
-            raise ValueError("fp16 inference needs a CUDA device; on CPU use bf16 or fp32")
+            raise ArgumentError("fp16 inference needs a CUDA device; on CPU use bf16 or fp32")
         from .methods.common import warn_if_slow_precision
 
         warn_if_slow_precision(device, precision)

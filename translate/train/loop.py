@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .. import distributed as D
 from ..checkpoint import save_translator, versions
 from ..config import RunConfig
+from ..errors import UserError
 from ..fsutil import atomic_write_text, recover_dir
 from ..methods import build_method
 from ..methods.common import Scalers, autocast, linear_decay, warn_if_slow_precision
@@ -44,7 +45,7 @@ from .state import STATE_FILE, ResumeError, check_same_model, load_state, rng_st
 STOP_CHECK_EVERY = 10  # steps between the ranks' agreement on stopping (torchrun runs only)
 
 
-class TrainingError(Exception):
+class TrainingError(UserError):
     """Training cannot start or go on; the message says why and what to do."""
 
 

@@ -11,13 +11,14 @@ from typing import Any, Dict
 
 import torch
 
+from ..errors import UserError
 from ..fsutil import atomic_torch_save
 
 STATE_VERSION = 1
 STATE_FILE = Path("train_state") / "latest.pt"
 
 
-class ResumeError(Exception):
+class ResumeError(UserError):
     """The saved state cannot continue this run; the message says why and what to do."""
 
 
