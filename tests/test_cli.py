@@ -49,7 +49,7 @@ def test_train_then_info_then_resume(tmp_path, capsys):
     assert cfg["data"]["direction"] == "BtoA" and cfg["model"]["lambda_l1"] == 50.0 and cfg["model"]["ngf"] == 8
     assert main(["info", str(ck / "r")]) == 0
     out = capsys.readouterr().out
-    assert "pix2pix" in out and "a2b" in out and "step 2" in out
+    assert "pix2pix" in out and "b2a" in out and "a2b" not in out and "step 2" in out  # BtoA: the b2a generator
     assert main(["info", str(ck / "r" / "translator"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["provenance"]["step"] == 2
     # resume takes every training flag from run.json: only --max-steps changes

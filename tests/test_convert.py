@@ -131,6 +131,7 @@ def test_cyclegan_direction_required(tmp_path):
     write_image_file(tmp_path / "in" / "a.png", _img(16, 16))
     r = cli("convert", ck, tmp_path / "in", tmp_path / "out", "--device", "cpu")
     assert r.returncode == 2 and "a2b, b2a" in r.stderr and "Traceback" not in r.stderr
+    assert "pass --direction a2b|b2a" in r.stderr and "direction=" not in r.stderr  # the option, not the API
     r = cli("convert", ck, tmp_path / "in", tmp_path / "out", "--direction", "b2a", "--device", "cpu")
     assert r.returncode == 0, r.stderr
 

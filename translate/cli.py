@@ -297,7 +297,7 @@ def _cmd_demo(args, argv) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from .errors import UserError
+    from .errors import DirectionError, UserError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -310,6 +310,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         pass
     try:
         return args.func(args, ["translate", *argv])
+    except DirectionError as e:  # the API's message names direction=; a shell user needs --direction
+        print(f"error: {e.cli_message()}", file=sys.stderr)
+        return 2
     except tuple(known) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -127,6 +127,11 @@ class DataConfig:
     num_workers: int = option(-1, help="data loader processes (-1: chosen from the number of CPU cores)")
     max_items: Optional[int] = option(None, minimum=1, help="train on the first N images only (quick experiments)")
 
+    @property
+    def generator_direction(self) -> str:
+        """The direction the model learns, in dataset domains: "a2b" for AtoB, "b2a" for BtoA."""
+        return "b2a" if self.direction == "BtoA" else "a2b"
+
 
 @dataclass
 class Pix2PixConfig:
@@ -203,6 +208,19 @@ class LoopConfig:
                               help="metric that picks translator_best/: l1, psnr, ssim, fid, kid "
                                    "(auto: l1 for pix2pix, fid for CycleGAN)")
     eval_max_images: Optional[int] = option(50, minimum=1, help="images per evaluation")
+
+
+DIRECTIONS = ("a2b", "b2a")  # generator directions, named by dataset domains
+
+
+def swap_domains(name: str) -> str:
+    """Swap the domains a name refers to: ``gen_a2b`` -> ``gen_b2a``, ``disc_a`` -> ``disc_b``,
+    ``cycle_b`` -> ``cycle_a``, ``a2b`` -> ``b2a``; other names are returned unchanged."""
+    head, _, tail = name.rpartition("_")
+    swapped = {"a": "b", "b": "a", "a2b": "b2a", "b2a": "a2b"}.get(tail)
+    if swapped is None:
+        return name
+    return f"{head}_{swapped}" if head else swapped
 
 
 MODEL_CONFIGS = {"pix2pix": Pix2PixConfig, "cyclegan": CycleGANConfig}

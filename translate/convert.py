@@ -201,7 +201,7 @@ def convert(translator, input, output, *, direction: Optional[str] = None, batch
         raise ConvertError(f"batch size must be >= 1, got {batch_size}")
     if quality is not None and not 1 <= quality <= 100:
         raise ConvertError(f"quality must be within 1-100, got {quality}")
-    direction = translator._direction(direction)
+    direction = translator.pick_direction(direction)
     max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     output = Path(output)
     base, files = list_inputs(input, paths)

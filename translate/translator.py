@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import CheckpointError, load_generator, read_translator_json
-from .errors import ArgumentError
+from .errors import ArgumentError, DirectionError
 from .nn.inference import for_inference
 
 DEFAULT_TILE_PIXELS = 2048 * 2048  # images above this many pixels are translated in tiles
@@ -50,6 +50,7 @@ class Translator:
         self.size_multiple = int(pre.get("size_multiple", 1))
         self.method = doc["method"]
         self.preprocessing = pre
+        self.folder = Path(doc["_folder"])  # the translator folder it was loaded from
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -103,20 +104,30 @@ class Translator:
     def directions(self) -> List[str]:
         return list(self.generators)
 
-    def _direction(self, direction: Optional[str]) -> str:
+    def pick_direction(self, direction: Optional[str] = None) -> str:
+        """The direction to translate in: ``direction`` when this translator has it, else its only one.
+
+        Directions name dataset domains: "a2b" translates domain A images into domain B (a
+        pix2pix run trained with ``--direction BtoA`` has only "b2a").
+
+        Raises:
+            DirectionError: ``direction`` is None and there are two, or it is not one of them.
+        """
         if direction is None:
             if len(self.generators) > 1:
-                raise ValueError(f"this {self.method} translator has directions {', '.join(self.generators)}; "
-                                 "pass direction=")
+                raise DirectionError(None, self.generators, f"this {self.method} translator")
             return next(iter(self.generators))
         if direction not in self.generators:
-            raise ValueError(f"direction {direction!r} is not in this translator; it has: "
-                             f"{', '.join(self.generators)}")
+            raise DirectionError(direction, self.generators, f"this {self.method} translator")
         return direction
+
+    def generator(self, direction: Optional[str] = None) -> torch.nn.Module:
+        """The generator for ``direction`` (see :meth:`pick_direction`), in inference mode."""
+        return self.generators[self.pick_direction(direction)]
 
     def channels(self, direction: Optional[str] = None) -> Tuple[int, int]:
         """(input channels, output channels) of the generator for ``direction``."""
-        cfg = self.generators[self._direction(direction)].config
+        cfg = self.generators[self.pick_direction(direction)].config
         return cfg["input_nc"], cfg["output_nc"]
 
     def _autocast(self):
@@ -133,7 +144,7 @@ class Translator:
         Any H and W: reflect-padded to the size multiple and cropped back; batches whose images
         exceed the tile pixel budget are translated tile by tile.
         """
-        direction = self._direction(direction)
+        direction = self.pick_direction(direction)
         if not isinstance(x, torch.Tensor) or x.ndim != 4:
             raise ValueError(f"expected a (B, C, H, W) tensor, got {type(x).__name__} "
                              f"{tuple(getattr(x, 'shape', ()))}")
@@ -209,7 +220,7 @@ class Translator:
     def _one(self, image, direction, resize):
         from .data.io import read_image
 
-        direction = self._direction(direction)
+        direction = self.pick_direction(direction)
         kind = "numpy"
         if isinstance(image, (str, Path)):
             arr = read_image(image)

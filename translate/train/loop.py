@@ -254,7 +254,7 @@ def _train(cfg: RunConfig, resume: bool, argv, run_dir: Path, device: torch.devi
         raise TrainingError("wgan-gp is not supported with several processes (its gradient penalty needs "
                             "double backward, which DistributedDataParallel does not support)")
     torch.manual_seed(loop.seed)  # the same initial weights on every rank
-    method = build_method(cfg.method, cfg.model, d.input_nc, d.output_nc, device,
+    method = build_method(cfg.method, cfg.model, d.input_nc, d.output_nc, device, direction=d.generator_direction,
                           **({"seed": loop.seed + 1000 * info.rank} if cfg.method == "cyclegan" else {}))
     if info.enabled:
         torch.manual_seed(loop.seed + 1000 * info.rank)  # dropout etc. differ between ranks
