@@ -217,57 +217,20 @@ def _cmd_train(args, argv) -> int:
 
 
 def _cmd_convert(args, argv) -> int:
-    import signal
+    from .convert import convert_folder
 
-    import torch
-
-    from . import distributed as D
-    from .convert import merge_summaries, write_failures_file
-    from .fsutil import remove_stale_temp_files
-    from .translator import Translator
-
-    paths = None
-    if args.input == "-":
-        paths = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    info = D.DistInfo()
-    device = args.device
-    if D.launched_by_torchrun():  # torchrun: each process converts its share of the files
-        want = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        info = D.setup(want)
-        device = D.rank_device(want, info)
-    try:
-        t = Translator.load(args.checkpoint, device=device, precision=args.precision,
-                            tile_pixels=args.tile_pixels, tile_overlap=args.tile_overlap)
-        if info.enabled:
-            if info.is_main and Path(args.output).is_dir():
-                remove_stale_temp_files(args.output)  # once, before any rank starts writing
-            D.barrier(info)
-
-        def on_term(signum, _frame):
-            raise KeyboardInterrupt
-
-        old = signal.signal(signal.SIGTERM, on_term)
-        try:
-            summary = t.translate_folder(
-                args.input, args.output, direction=args.direction, batch_size=args.batch_size, ext=args.ext,
-                quality=args.quality, overwrite=args.overwrite, in_place_ok=args.in_place_ok, resize=args.resize,
-                max_pixels=args.max_pixels, workers=args.workers, paths=paths,
-                progress=not args.no_progress and info.is_main, shard=(info.rank, info.world_size),
-                write_failures=not info.enabled, clean_temp=not info.enabled,
-                after_plan=(lambda: D.barrier(info)) if info.enabled else None)
-        finally:
-            signal.signal(signal.SIGTERM, old)
-        if info.enabled:
-            summary = merge_summaries(D.gather_objects(summary, info))
-            if info.is_main:
-                write_failures_file(Path(args.output), summary.failures)
-    finally:
-        D.shutdown()
-    if info.is_main:
+    paths = [line.rstrip("\n") for line in sys.stdin if line.strip()] if args.input == "-" else None
+    job = convert_folder(
+        args.checkpoint, args.input, args.output, device=args.device, precision=args.precision,
+        tile_pixels=args.tile_pixels, tile_overlap=args.tile_overlap, progress=not args.no_progress,
+        direction=args.direction, batch_size=args.batch_size, ext=args.ext, quality=args.quality,
+        overwrite=args.overwrite, in_place_ok=args.in_place_ok, resize=args.resize, max_pixels=args.max_pixels,
+        workers=args.workers, paths=paths)
+    summary = job.summary
+    if job.is_main:
         for path, reason in summary.failures:
             print(f"failed: {path}: {reason}", file=sys.stderr)
-        procs = f" by {info.world_size} processes" if info.enabled else ""
-        print(summary.line() + procs, file=sys.stderr)
+        print(job.line(), file=sys.stderr)
     if summary.interrupted:
         return 130
     return 1 if summary.failures else 0
