@@ -164,6 +164,14 @@ def test_options_not_given_keep_preset_and_defaults(tmp_path):
     assert cfg.model.netG == "resnet_6blocks" and cfg.model.ngf == 8  # from the preset
     assert cfg.model.lambda_identity == 0.0 and cfg.model.use_dropout is True and cfg.loop.max_steps is None
     assert cfg.model.gan_mode == "lsgan" and cfg.checkpoints_dir == "checkpoints"
+    # an explicit `none` clears an optional value that a preset or a resumed run set
+    args = build_parser().parse_args(["train", "pix2pix", "--data", "d", "--name", "n", "--set", "loop.max_steps=5",
+                                      "--max-steps", "none", "--eval-max-images", "none"])
+    cfg = cli._train_config(args)
+    assert cfg.loop.max_steps == 5  # --set comes last
+    args = build_parser().parse_args(["train", "pix2pix", "--data", "d", "--name", "n", "--preset", "tiny",
+                                      "--eval-max-images", "none"])
+    assert cli._train_config(args).loop.eval_max_images is None
 
 
 def test_user_errors_are_one_line_but_bugs_keep_their_traceback(monkeypatch, capsys, tmp_path):

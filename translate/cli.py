@@ -60,13 +60,14 @@ def _add_train_parser(sub, method: str) -> None:
                    help="named recipe applied before the options: " + ", ".join(list_presets()))
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any configuration value, e.g. --set model.lambda_l1=50 (repeatable)")
-    # Every option defaults to "not given" (None) so that presets, run.json (on --resume) and
-    # --set compose predictably; the help shows the configuration default instead.
+    # An option that is not given leaves no attribute (SUPPRESS), so that presets, run.json (on
+    # --resume) and --set compose predictably, and `--max-steps none` can still clear a value;
+    # the help shows the configuration default instead.
     for key, f, hint in train_option_fields(method):
         flag = option_flag(f)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         help_text = f.metadata["help"].replace("%", "%%")
-        kw = {"dest": key, "default": None}
+        kw = {"dest": key, "default": argparse.SUPPRESS}
         if f.metadata.get("required"):
             kw["required"] = True
         elif hint is bool:
@@ -142,14 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_bench_parser(sub)
 
-    from .data.discover import LAYOUTS
+    from .config import DataConfig
 
+    layouts = next(f for f in dataclasses.fields(DataConfig) if f.name == "layout").metadata["choices"]
     check = sub.add_parser("check-data", help="validate a dataset folder without training",
                            description="Report layout, counts, sizes, channel modes, unreadable files "
                                        "and unmatched pairs of a dataset folder.")
     check.add_argument("data", help="dataset folder")
     check.add_argument("--split", help="check only this split (default: all splits found)")
-    check.add_argument("--layout", default="auto", choices=["auto", *LAYOUTS], help="expected layout")
+    check.add_argument("--layout", default="auto", choices=layouts, help="expected layout")
     check.add_argument("--json", action="store_true", help="print machine-readable JSON")
     check.set_defaults(func=_cmd_check_data)
 
@@ -171,8 +173,7 @@ def _train_config(args):
     from .presets import get_preset
     from .train.loop import load_run_config
 
-    given = {key: getattr(args, key) for key, _f, _h in train_option_fields(args.method)
-             if getattr(args, key) is not None}
+    given = {key: getattr(args, key) for key, _f, _h in train_option_fields(args.method) if hasattr(args, key)}
     checkpoints_dir = given.pop("checkpoints_dir", RunConfig.checkpoints_dir)
     name = given.pop("name")
     run_dir = Path(checkpoints_dir) / name

@@ -3,6 +3,10 @@
 The resolved configuration of a run is saved in ``run.json`` and is the single source of truth
 on ``--resume``. Unknown keys are errors that list the valid ones, so a typo never silently
 trains a different model.
+
+Each field is declared with :func:`option`: its help text, valid choices, smallest value and
+command-line flag live next to it, once. ``translate train METHOD`` builds its options from
+this metadata and :meth:`RunConfig.validate` checks the same choices.
 """
 
 from __future__ import annotations
