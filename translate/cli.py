@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import List, Optional
 
-def _parse_as(hint, flag: str):
+def _parse_as(hint):
     """An argparse ``type`` that parses a string into a config field's type (``none`` for Optional)."""
     from .config import ConfigError, parse_value
 
@@ -23,7 +23,7 @@ def _parse_as(hint, flag: str):
         try:
             return parse_value(text, hint)
         except ConfigError as e:
-            raise argparse.ArgumentTypeError(f"--{flag}: {e}") from None
+            raise argparse.ArgumentTypeError(str(e)) from None
 
     parse.__name__ = getattr(typing.get_args(hint)[0] if typing.get_args(hint) else hint, "__name__", "value")
     return parse
@@ -77,7 +77,7 @@ def _add_train_parser(sub, method: str) -> None:
         if hint is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:
-            kw["type"] = _parse_as(hint, flag)
+            kw["type"] = _parse_as(hint)
             if f.metadata.get("choices"):
                 kw["choices"] = f.metadata["choices"]
             else:
