@@ -85,7 +85,53 @@ def test_interrupted_replacement_is_recovered(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["translator"]
 
 
-def test_replace_dir_keeps_old_until_new_is_in_place(tmp_path):
+def test_replace_dir_keeps_old_until_new_is_in_place(tmp_path, monkeypatch):
+    """While a new translator is written, the old one stays loadable from disk at every step:
+    during the writes into the temp folder, and around each rename of the swap."""
+    import os
+
+    from translate import checkpoint, fsutil
+
+    folder = tmp_path / "run" / "translator"
+    old_gen = _gen()
+    torch.manual_seed(1)
+    new_gen = build_generator("unet", input_nc=3, output_nc=1, num_downs=5, ngf=8)
+    save_translator(folder, "pix2pix", {"a2b": old_gen}, {"v": 1})
+    versions = {"old": old_gen.state_dict(), "new": new_gen.state_dict()}
+    seen = []
+
+    def loadable(event):
+        # Read what is on disk without recovering anything (that would disturb the writer):
+        # the folder itself, or translator.old between the two renames.
+        where = folder if (folder / "translator.json").is_file() else folder.with_name("translator.old")
+        state = load_generator(where, "a2b").state_dict()
+        which = [name for name, ref in versions.items() if all(torch.equal(state[k], ref[k]) for k in ref)]
+        assert len(which) == 1, f"incomplete translator on disk at {event}"
+        seen.append((event, where.name, which[0]))
+
+    real_write, real_rename = checkpoint.atomic_write_bytes, os.rename
+
+    def write(path, data):
+        loadable(f"write {path.name}")
+        real_write(path, data)
+
+    def rename(src, dst):
+        loadable(f"before rename {src}")
+        real_rename(src, dst)
+        loadable(f"after rename {src}")
+
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", write)
+    monkeypatch.setattr(fsutil.os, "rename", rename)
+    save_translator(folder, "pix2pix", {"a2b": new_gen}, {"v": 2})
+    monkeypatch.undo()
+
+    writes = [w for w in seen if w[0].startswith("write")]
+    assert writes and all(which == "old" for _e, _w, which in writes)  # the old one, while the new is written
+    assert ("translator.old", "old") in {(w, which) for _e, w, which in seen}  # between the two renames
+    assert seen[-1][1:] == ("translator", "new")
+    assert read_translator_json(folder)["preprocessing"] == {"v": 2}
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["translator"]
+    # and replace_dir itself on plain folders
     target, new = tmp_path / "t", tmp_path / "n"
     target.mkdir(); (target / "f").write_text("old")
     new.mkdir(); (new / "f").write_text("new")

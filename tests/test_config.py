@@ -44,3 +44,60 @@ def test_presets():
     assert get_preset("tiny", "pix2pix")["model"]["netG"] == "unet"
     with pytest.raises(ValueError, match="valid"):
         get_preset("nope", "pix2pix")
+
+
+def test_choices_match_the_registries():
+    from translate import config, losses
+    from translate.models import list_discriminators, list_generators
+
+    assert sorted(config.GENERATORS) == sorted(list_generators())
+    assert sorted(config.DISCRIMINATORS) == sorted(list_discriminators())
+    assert tuple(config.GAN_MODES) == tuple(losses.GAN_MODES)
+
+
+def test_every_field_declares_its_help_and_validation_uses_its_choices():
+    import dataclasses
+
+    from translate.config import section_classes
+
+    for method in ("pix2pix", "cyclegan"):
+        for cls in section_classes(method).values():
+            for f in dataclasses.fields(cls):
+                assert f.metadata.get("help"), (cls.__name__, f.name)
+    with pytest.raises(ConfigError, match="model.netG = 'unet_512' is not valid; choose one of: unet_128"):
+        RunConfig.from_dict({"model": {"netG": "unet_512"}})
+    with pytest.raises(ConfigError, match="data.input_nc = 2 is not valid; choose one of: 1, 3"):
+        RunConfig.from_dict({"data": {"input_nc": 2}})
+    with pytest.raises(ConfigError, match="model.ngf must be >= 1, got 0"):
+        RunConfig.from_dict({"model": {"ngf": 0}})
+
+
+@pytest.mark.parametrize("name, method, expected", [
+    ("pix2pix_paper", "pix2pix", {
+        "model.netG": "unet_256", "model.netD": "basic", "model.norm": "batch", "model.use_dropout": True,
+        "model.gan_mode": "vanilla", "model.lambda_l1": 100.0, "data.load_size": 286, "data.crop_size": 256,
+        "data.preprocess": "resize_and_crop", "data.flip": True, "loop.batch_size": 1, "loop.epochs": 100,
+        "loop.epochs_decay": 100, "loop.lr": 2e-4, "loop.beta1": 0.5, "loop.beta2": 0.999}),
+    ("cyclegan_paper", "cyclegan", {
+        "model.netG": "resnet_9blocks", "model.netD": "basic", "model.norm": "instance", "model.gan_mode": "lsgan",
+        "model.pool_size": 50, "model.lambda_a": 10.0, "model.lambda_b": 10.0, "model.lambda_identity": 0.5,
+        "data.load_size": 286, "data.crop_size": 256, "loop.batch_size": 1, "loop.epochs": 100,
+        "loop.epochs_decay": 100, "loop.lr": 2e-4, "loop.beta1": 0.5, "loop.beta2": 0.999}),
+])
+def test_paper_presets_set_every_value_they_claim(name, method, expected):
+    """Applied on top of settings far from the paper's, the preset restores each value."""
+    preset = get_preset(name, method)
+    claimed = {f"{section}.{key}": value for section, values in preset.items() for key, value in values.items()}
+    assert {k: claimed.get(k) for k in expected} == expected
+    far = RunConfig.from_dict({"method": method, "data": {"load_size": 64, "crop_size": 32, "flip": False},
+                               "model": {"netG": "unet_128", "netD": "pixel", "norm": "none", "gan_mode": "hinge"},
+                               "loop": {"batch_size": 8, "epochs": 3, "epochs_decay": 0, "lr": 1e-3,
+                                        "beta1": 0.9}}).to_dict()
+    for section, values in preset.items():
+        far[section].update(values)
+    cfg = RunConfig.from_dict(far)
+    for key, value in expected.items():
+        section, field = key.split(".")
+        assert getattr(getattr(cfg, section), field) == value, key
+    with pytest.raises(ConfigError, match="is for `translate train"):
+        get_preset(name, "cyclegan" if method == "pix2pix" else "pix2pix")

@@ -131,6 +131,7 @@ def test_cyclegan_direction_required(tmp_path):
     write_image_file(tmp_path / "in" / "a.png", _img(16, 16))
     r = cli("convert", ck, tmp_path / "in", tmp_path / "out", "--device", "cpu")
     assert r.returncode == 2 and "a2b, b2a" in r.stderr and "Traceback" not in r.stderr
+    assert "pass --direction a2b|b2a" in r.stderr and "direction=" not in r.stderr  # the option, not the API
     r = cli("convert", ck, tmp_path / "in", tmp_path / "out", "--direction", "b2a", "--device", "cpu")
     assert r.returncode == 0, r.stderr
 
@@ -168,3 +169,18 @@ def test_symlinked_inputs_mirror_their_own_names(translator, tmp_path):
     s = translator.translate_folder(tmp_path / "links", tmp_path / "out", progress=False)
     assert s.converted == 1 and (tmp_path / "out" / "link.png").is_file()
     assert real.read_bytes() == (tmp_path / "links" / "link.png").read_bytes()  # input untouched
+
+
+def test_convert_folder_is_the_whole_job(ckpt, tmp_path):
+    """The job behind `translate convert`: load, convert, summarise (one process here)."""
+    from translate.convert import ConvertJob, convert_folder
+    from translate.errors import DirectionError
+
+    write_image_file(tmp_path / "in" / "x" / "a.png", _img(20, 24))
+    job = convert_folder(ckpt, tmp_path / "in", tmp_path / "out", device="cpu", progress=False, batch_size=2)
+    assert isinstance(job, ConvertJob) and job.processes == 1 and job.is_main
+    assert job.summary.converted == 1 and job.line().startswith("converted 1")
+    assert read_image(tmp_path / "out" / "x" / "a.png").shape == (20, 24, 3)
+    with pytest.raises(DirectionError, match="direction='a2b'"):
+        convert_folder(make_translator(tmp_path / "cg", method="cyclegan"), tmp_path / "in", tmp_path / "o2",
+                       device="cpu", progress=False)

@@ -67,13 +67,15 @@ def test_evaluate_without_inception_keeps_paired_metrics(tmp_path, no_inception,
 
 
 def test_evaluate_uses_the_training_direction(tmp_path, no_inception):
-    """A pix2pix translator trained BtoA takes the right half (B) as input and A as target."""
+    """A pix2pix translator trained BtoA (its generator is b2a) takes the right half (B) as input
+    and A as target."""
     from translate.checkpoint import read_translator_json
 
     run = make_translator(tmp_path / "run")
     tj = run / "translator" / "translator.json"
     doc = json.loads(tj.read_text())
     doc["preprocessing"]["direction"] = "BtoA"
+    doc["generators"] = {"b2a": doc["generators"].pop("a2b")}
     tj.write_text(json.dumps(doc))
     read_translator_json(run)  # still a valid translator
     data = make_ab_dataset(tmp_path / "ab", n=2, size=32, split="test")  # 32 px halves: no resize at size 32

@@ -16,7 +16,7 @@ def test_pix2pix_on_facades(tmp_path):
             "--checkpoints-dir", str(tmp_path), "--netG", "unet_128", "--load-size", "128", "--crop-size", "128",
             "--max-steps", "3", "--log-every", "1"]
     assert main(args) == 0
-    gen = load_generator(tmp_path / "f", "a2b")
+    gen = load_generator(tmp_path / "f", "b2a")  # BtoA: directions name domains
     assert gen.config["num_downs"] == 7
     assert (tmp_path / "f" / "samples" / "step_0000003.png").is_file()
 

@@ -27,6 +27,8 @@ needs_bash = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash
 
 
 def load_tool(name: str):
+    if str(TOOLS) not in sys.path:  # what running the script does: its folder first (for _common)
+        sys.path.insert(0, str(TOOLS))
     spec = importlib.util.spec_from_file_location(f"tools_{name}", TOOLS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -360,3 +362,8 @@ def test_convert_tree_single_subfolder_and_nothing_to_do(tmp_path, fake_translat
     (root / "only sub" / "deeper" / "a.png").unlink()
     proc = fake_translate.run("convert_tree.sh", "ckpt", root, out)
     assert proc.returncode == 1 and "no images found" in proc.stderr
+
+
+def test_tools_import_the_installed_package_without_editing_sys_path():
+    for script in sorted(TOOLS.glob("*.py")):
+        assert "sys.path" not in script.read_text(encoding="utf-8").replace("``sys.path``", ""), script.name

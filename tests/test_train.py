@@ -108,8 +108,29 @@ def test_gan_modes_train(gan_mode, ab_data, tmp_path):
 
 
 def test_bf16_training_runs(ab_data, tmp_path):
-    result = train(tiny_cfg("pix2pix", ab_data, tmp_path / "ck", max_steps=2, precision="bf16"))
-    assert result.step == 2
+    """bf16 autocast trains: the weights move, and the losses are finite and close to fp32's
+    (same seed, same data, same initial weights)."""
+    from translate.methods import build_method
+
+    runs = {p: train(tiny_cfg("pix2pix", ab_data, tmp_path / "ck", name=p, max_steps=3, precision=p))
+            for p in ("fp32", "bf16")}
+    cfg = tiny_cfg("pix2pix", ab_data, tmp_path / "ck")
+    torch.manual_seed(cfg.loop.seed)  # what the loop does before building the nets
+    initial = build_method("pix2pix", cfg.model, 3, 3, torch.device("cpu")).nets.state_dict()
+    trained = {p: _weights(r.run_dir) for p, r in runs.items()}
+    for p in runs:
+        assert runs[p].step == 3
+        moved = [k for k, v in trained[p]["gen_a2b"].items()
+                 if v.is_floating_point() and not torch.equal(v, initial[f"gen_a2b.{k}"])]
+        assert moved, f"{p} training did not change the generator"
+    logs = {p: [json.loads(x) for x in (r.run_dir / "log.jsonl").read_text().splitlines()] for p, r in runs.items()}
+    assert [r["step"] for r in logs["bf16"]] == [1, 2, 3]
+    for a, b in zip(logs["fp32"], logs["bf16"]):
+        for k in ("g_gan", "g_l1", "d_real", "d_fake"):
+            assert torch.isfinite(torch.tensor(b[k])), (k, b)
+            assert abs(a[k] - b[k]) <= 0.01 + 0.01 * abs(a[k]), (k, a[k], b[k])  # measured: <= 1e-3
+    losses = ("g_gan", "g_l1", "d_real", "d_fake")
+    assert any(a[k] != b[k] for a, b in zip(logs["fp32"], logs["bf16"]) for k in losses)  # autocast was on
 
 
 def _spawn_training(data, ckpt, extra=()):
@@ -184,3 +205,40 @@ def test_eval_every_keeps_latest_and_best_and_plots_losses(tmp_path):
 def test_eval_every_without_held_out_split_is_refused(ab_data, tmp_path):
     with pytest.raises(TrainingError, match="held-out split"):
         train(tiny_cfg("pix2pix", ab_data, tmp_path / "ck", max_steps=2, eval_every=1))
+
+
+def test_btoa_run_names_nets_by_domain_and_resumes_a_version_1_state(tmp_path):
+    """A BtoA pix2pix run trains gen_b2a and disc_a, exports b2a, and resumes from a state saved
+    when its nets were still called gen_a2b and disc_b."""
+    from conftest import make_ab_dataset
+
+    data = make_ab_dataset(tmp_path / "d")
+
+    def cfg(name, **loop):
+        c = tiny_cfg("pix2pix", data, tmp_path / "ck", name=name, **loop)
+        c.data.direction = "BtoA"
+        return c
+
+    full = train(cfg("full", max_steps=4))
+    assert list(read_translator_json(full.run_dir)["generators"]) == ["b2a"]
+    assert set(load_state(full.run_dir)["nets"]) == {"gen_b2a", "disc_a"}
+    part = train(cfg("part", max_steps=2))
+    path = part.run_dir / "train_state" / "latest.pt"
+    old = torch.load(path, weights_only=True)
+    old["version"] = 1
+    old["nets"] = {{"gen_b2a": "gen_a2b", "disc_a": "disc_b"}[k]: v for k, v in old["nets"].items()}
+    torch.save(old, path)
+    resumed = train(cfg("part", max_steps=4), resume=True)
+    a, b = _weights(full.run_dir), _weights(resumed.run_dir)
+    assert set(a) == set(b) == {"gen_b2a", "disc_a"}
+    assert all(torch.equal(a[net][k], b[net][k]) for net in a for k in a[net])
+
+
+def test_cyclegan_b2a_names_nets_and_losses_by_domain():
+    from translate.config import CycleGANConfig
+    from translate.methods.cyclegan import CycleGAN
+
+    m = CycleGAN(CycleGANConfig(netG="resnet_6blocks", ngf=4, ndf=4), 1, 3, torch.device("cpu"), direction="b2a")
+    # the loader's input ("a") images are domain B with 1 channel here
+    assert m.nets["gen_b2a"].config["input_nc"] == 1 and m.nets["gen_a2b"].config["input_nc"] == 3
+    assert m.generators == {"a2b": "gen_a2b", "b2a": "gen_b2a"}

@@ -1,5 +1,8 @@
 """The embeddable Translator: input kinds round-trip, any size, alignment, tiles, alpha."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -124,7 +127,7 @@ def test_tiles_have_no_visible_seams(tmp_path, monkeypatch):
 def test_cyclegan_needs_a_direction(tmp_path):
     t = Translator.load(make_translator(tmp_path, method="cyclegan"), device="cpu")
     img = np.zeros((8, 8, 3), np.uint8)
-    with pytest.raises(ValueError, match="a2b, b2a"):
+    with pytest.raises(ValueError, match="a2b, b2a; pass direction='a2b' or direction='b2a'"):
         t(img)
     assert t(img, direction="b2a").shape == (8, 8, 3)
 
@@ -133,3 +136,24 @@ def test_resize_option(p2p):
     img = np.random.default_rng(4).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     assert p2p(img, resize=True).shape == img.shape  # translated at 64x64, resized back
     assert p2p(img, resize=(96, 32)).shape == img.shape
+
+
+FIXTURE_V1 = Path(__file__).parent / "fixtures" / "pix2pix_btoa_v1"
+
+
+def test_format_1_btoa_folder_loads_as_b2a_and_converts_identically(tmp_path):
+    """A translator folder written by format version 1 (its B->A generator stored as a2b)."""
+    from translate.data.io import read_image
+    from translate.errors import DirectionError
+
+    assert json.loads((FIXTURE_V1 / "translator" / "translator.json").read_text())["format_version"] == 1
+    t = Translator.load(FIXTURE_V1, device="cpu")
+    assert t.directions == ["b2a"] and t.pick_direction() == "b2a"
+    with pytest.raises(DirectionError, match="direction 'a2b' is not in this pix2pix translator; it has: b2a"):
+        t.pick_direction("a2b")
+    expected = read_image(FIXTURE_V1 / "output.png")
+    assert np.array_equal(t(read_image(FIXTURE_V1 / "input.png")), expected)
+    assert np.array_equal(t(read_image(FIXTURE_V1 / "input.png"), direction="b2a"), expected)
+    summary = t.translate_folder(FIXTURE_V1 / "input.png", tmp_path / "out", progress=False)
+    assert summary.converted == 1
+    assert np.array_equal(read_image(tmp_path / "out" / "input.png"), expected)

@@ -1,8 +1,7 @@
 """Helpers shared by the dataset scripts in ``tools/`` (combine_ab, split_ab, make_unpaired).
 
-Not a script of its own. Importing it makes the ``translate`` package importable: the installed
-package when there is one, else the repository root (the parent of ``tools/``) is added to
-``sys.path`` (a source checkout that is not installed).
+Not a script of its own. The scripts import the installed ``translate`` package
+(``pip install -e .`` in a source checkout).
 """
 
 from __future__ import annotations
@@ -13,13 +12,8 @@ import sys
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Set, Tuple
 
-try:
-    import translate  # noqa: F401
-except ImportError:  # a source checkout that is not installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from translate.data.discover import DatasetError, list_images  # noqa: E402
-from translate.data.io import IMAGE_EXTENSIONS, write_image  # noqa: E402
+from translate.data.discover import DatasetError, list_images
+from translate.data.io import IMAGE_EXTENSIONS, write_image
 
 EXT_CHOICES = ("same",) + tuple(e.lstrip(".") for e in IMAGE_EXTENSIONS)
 NO_ALPHA_EXTENSIONS = (".jpg", ".jpeg")

@@ -26,9 +26,8 @@ atomic.
 Exit status: 0 when every file was combined, 1 when some failed (each is named with the reason
 on stderr), 2 for usage errors (missing folders, overlapping input/output folders).
 
-The script imports the installed ``translate`` package; when that fails (running from a source
-checkout without installing) it adds the repository root (the parent of ``tools/``) to
-``sys.path``.
+The script imports the installed ``translate`` package (``pip install -e .`` in a checkout);
+``_common`` is found next to it (Python puts a script's folder first on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -39,17 +38,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/, for _common
-
-# _common also makes ``translate`` importable from a source checkout; import it first.
-from _common import (NO_ALPHA_EXTENSIONS, Failures, add_ext_option,  # noqa: E402
+from _common import (NO_ALPHA_EXTENSIONS, Failures, add_ext_option,
                      add_overwrite_option, check_out_folder, input_locations, list_inputs,
                      output_problem, overlapping, use_lenient_output, write_outputs)
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
-from translate.data.io import ImageReadError, read_image  # noqa: E402
+from translate.data.io import ImageReadError, read_image
 
 INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR,
                   "cubic": cv2.INTER_CUBIC, "area": cv2.INTER_AREA}

@@ -23,9 +23,8 @@ Inputs are never written; existing outputs are kept (and counted as failures) un
 Exit status: 0 when every image was placed, 1 when some failed (bad images, existing outputs,
 an input folder without images), 2 for usage errors (missing folder, overlapping folders).
 
-The script imports the installed ``translate`` package; when that fails (running from a source
-checkout without installing) it adds the repository root (the parent of ``tools/``) to
-``sys.path``.
+The script imports the installed ``translate`` package (``pip install -e .`` in a checkout);
+``_common`` is found next to it (Python puts a script's folder first on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -37,15 +36,12 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/, for _common
-
-# _common also makes ``translate`` importable from a source checkout; import it first.
-from _common import (Failures, add_overwrite_option, check_out_folder,  # noqa: E402
+from _common import (Failures, add_overwrite_option, check_out_folder,
                      input_locations, list_inputs, output_problem, overlapping,
                      use_lenient_output)
 
-from translate.data.io import ImageReadError, read_image  # noqa: E402
-from translate.fsutil import TEMP_SUFFIX, atomic_write_bytes  # noqa: E402
+from translate.data.io import ImageReadError, read_image
+from translate.fsutil import TEMP_SUFFIX, atomic_write_bytes
 
 
 def atomic_symlink(target: str, dest: Path) -> None:

@@ -19,9 +19,8 @@ Inputs are never written; existing outputs are kept (and counted as failures) un
 Exit status: 0 when every file was split, 1 when some failed (each is named with the reason on
 stderr), 2 for usage errors (missing folder, output overlapping the input).
 
-The script imports the installed ``translate`` package; when that fails (running from a source
-checkout without installing) it adds the repository root (the parent of ``tools/``) to
-``sys.path``.
+The script imports the installed ``translate`` package (``pip install -e .`` in a checkout);
+``_common`` is found next to it (Python puts a script's folder first on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -31,15 +30,12 @@ import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/, for _common
-
-# _common also makes ``translate`` importable from a source checkout; import it first.
-from _common import (NO_ALPHA_EXTENSIONS, Failures, add_ext_option,  # noqa: E402
+from _common import (NO_ALPHA_EXTENSIONS, Failures, add_ext_option,
                      add_overwrite_option, check_out_folder, input_locations, list_inputs,
                      output_problem, overlapping, use_lenient_output, write_outputs)
 
-from translate.data.io import ImageReadError, read_image  # noqa: E402
-from translate.data.paired import split_halves  # noqa: E402
+from translate.data.io import ImageReadError, read_image
+from translate.data.paired import split_halves
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,17 +27,22 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
+from .config import DIRECTIONS, swap_domains
+from .errors import UserError
 from .fsutil import atomic_write_bytes, atomic_write_text, recover_dir, replace_dir
 
 FORMAT = "translate.translator"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 2: directions name dataset domains, so a BtoA pix2pix run stores gen_b2a. Version 1
+# folders still load: the generators of a BtoA run are read under the domain directions they
+# translate (its a2b entry, file gen_a2b.safetensors, is the b2a generator).
+READABLE_VERSIONS = (1, FORMAT_VERSION)
 TRANSLATOR_JSON = "translator.json"
-DIRECTIONS = ("a2b", "b2a")
 _TOP_KEYS = {"format", "format_version", "method", "generators", "preprocessing", "provenance"}
 _GEN_KEYS = {"file", "arch", "config", "params"}
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint is missing, malformed, or does not match what the code expects."""
 
 
@@ -69,7 +74,8 @@ def save_translator(
     Args:
         folder: destination, usually ``<run>/translator``.
         method: "pix2pix" or "cyclegan".
-        generators: direction ("a2b"/"b2a") -> generator; each must have ``arch`` and ``config``.
+        generators: direction ("a2b"/"b2a", named by dataset domains: a generator trained from
+            B to A is "b2a") -> generator; each must have ``arch`` and ``config``.
         preprocessing: how inputs were prepared in training (channels, value range, size multiple...).
         provenance: run name, step, epoch, versions...
     """
@@ -138,10 +144,11 @@ def read_translator_json(folder: Union[str, Path]) -> Dict[str, Any]:
         raise CheckpointError(f"{path}: cannot read it as JSON ({e})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a translator description (format should be {FORMAT!r})")
-    if doc.get("format_version") != FORMAT_VERSION:
+    if doc.get("format_version") not in READABLE_VERSIONS:
         raise CheckpointError(
             f"{path}: format_version {doc.get('format_version')!r} is not supported by this version "
-            f"of translate (it reads version {FORMAT_VERSION}); upgrade translate to load it"
+            f"of translate (it reads versions {', '.join(map(str, READABLE_VERSIONS))}); "
+            "upgrade translate to load it"
         )
     unknown = set(doc) - _TOP_KEYS
     missing = _TOP_KEYS - set(doc)
@@ -153,6 +160,9 @@ def read_translator_json(folder: Union[str, Path]) -> Dict[str, Any]:
     for direction, entry in gens.items():
         if not isinstance(entry, dict) or set(entry) != _GEN_KEYS:
             raise CheckpointError(f"{path}: generator {direction!r} must have exactly the keys {sorted(_GEN_KEYS)}")
+    if doc["format_version"] == 1 and isinstance(doc["preprocessing"], dict) \
+            and doc["preprocessing"].get("direction") == "BtoA":
+        doc["generators"] = {swap_domains(d): entry for d, entry in gens.items()}
     doc["_folder"] = str(folder)
     return doc
 

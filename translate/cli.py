@@ -7,97 +7,82 @@ usage/configuration/data errors, 128 + N when stopped by signal N (after saving)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
+import typing
 from pathlib import Path
 from typing import List, Optional
 
-# option dest -> (config key, help). Every training option defaults to "not given" so that
-# presets, run.json (on --resume) and --set compose predictably.
-TRAIN_OPTIONS = {
-    "split": ("data.split", "dataset split folder to train on (train, val, test...)"),
-    "layout": ("data.layout", "dataset layout: auto, ab (A|B side by side), a_b (A/ and B/ folders), unpaired"),
-    "direction": ("data.direction", "AtoB or BtoA: which side of the data is the model input"),
-    "input_nc": ("data.input_nc", "channels of the input images: 1 (gray) or 3 (RGB)"),
-    "output_nc": ("data.output_nc", "channels of the output images: 1 or 3"),
-    "preprocess": ("data.preprocess", "resize_and_crop | crop | scale_width | scale_width_and_crop | none"),
-    "load_size": ("data.load_size", "resize images to this size first"),
-    "crop_size": ("data.crop_size", "then crop random patches of this size"),
-    "max_items": ("data.max_items", "train on the first N images only"),
-    "num_workers": ("data.num_workers", "data loader processes (default: from the CPU count)"),
-    "netG": ("model.netG", "generator: unet_128, unet_256, unet, resnet_6blocks, resnet_9blocks, resnet"),
-    "netD": ("model.netD", "discriminator: basic (70x70 PatchGAN), n_layers, pixel"),
-    "n_layers_D": ("model.n_layers_D", "discriminator depth when --netD n_layers"),
-    "ngf": ("model.ngf", "generator width (filters in the first layer)"),
-    "ndf": ("model.ndf", "discriminator width"),
-    "norm": ("model.norm", "normalisation: batch, instance, none"),
-    "init_type": ("model.init_type", "weight init: normal, xavier, kaiming, orthogonal"),
-    "gan_mode": ("model.gan_mode", "adversarial loss: vanilla, lsgan, hinge, wgan-gp"),
-    "batch_size": ("loop.batch_size", "images per step (per process)"),
-    "epochs": ("loop.epochs", "epochs at the initial learning rate"),
-    "epochs_decay": ("loop.epochs_decay", "epochs of linear learning-rate decay to zero"),
-    "max_steps": ("loop.max_steps", "stop after this many steps in total (a checkpoint is saved)"),
-    "max_minutes": ("loop.max_minutes", "stop after this many minutes of training (a checkpoint is saved)"),
-    "lr": ("loop.lr", "Adam learning rate"),
-    "ema_decay": ("loop.ema_decay", "export an exponential moving average of the generator weights with this "
-                                    "decay, e.g. 0.999 (0: the weights of the last step)"),
-    "seed": ("loop.seed", "random seed (data order, augmentation, init)"),
-    "device": ("loop.device", "cpu, cuda, cuda:N or auto (cuda when available)"),
-    "precision": ("loop.precision", "fp32, bf16 or fp16 (autocast; fp16 on CUDA only)"),
-    "log_every": ("loop.log_every", "steps between log.jsonl lines"),
-    "save_every": ("loop.save_every", "steps between checkpoints (one is also saved every epoch)"),
-    "eval_every": ("loop.eval_every", "steps between evaluations on a held-out split; the best checkpoint "
-                                      "is kept in translator_best/ (0: never)"),
-    "eval_split": ("loop.eval_split", "split for --eval-every (auto: val if present, else test)"),
-    "eval_metric": ("loop.eval_metric", "metric that picks translator_best/: l1, psnr, ssim, fid, kid "
-                                        "(auto: l1 for pix2pix, fid for CycleGAN)"),
-    "eval_max_images": ("loop.eval_max_images", "images per evaluation"),
-}
-_TYPES = {"input_nc": int, "output_nc": int, "load_size": int, "crop_size": int, "max_items": int,
-          "num_workers": int, "n_layers_D": int, "ngf": int, "ndf": int, "batch_size": int, "epochs": int,
-          "epochs_decay": int, "max_steps": int, "max_minutes": float, "lr": float, "ema_decay": float, "seed": int, "log_every": int, "save_every": int,
-          "eval_every": int, "eval_max_images": int}
-_CHOICES = {"layout": ["auto", "ab", "a_b", "unpaired"], "direction": ["AtoB", "BtoA"],
-            "input_nc": [1, 3], "output_nc": [1, 3],
-            "preprocess": ["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"],
-            "norm": ["batch", "instance", "none"], "init_type": ["normal", "xavier", "kaiming", "orthogonal"],
-            "gan_mode": ["vanilla", "lsgan", "hinge", "wgan-gp"], "precision": ["fp32", "bf16", "fp16"],
-            "eval_metric": ["auto", "l1", "psnr", "ssim", "fid", "kid"]}
+def _parse_as(hint):
+    """An argparse ``type`` that parses a string into a config field's type (``none`` for Optional)."""
+    from .config import ConfigError, parse_value
+
+    def parse(text: str):
+        try:
+            return parse_value(text, hint)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = getattr(typing.get_args(hint)[0] if typing.get_args(hint) else hint, "__name__", "value")
+    return parse
 
 
-def _flag(dest: str) -> str:
-    return "--" + dest.replace("_", "-")
+def train_option_fields(method: str):
+    """(config key, field, type) for every option of ``translate train METHOD``, in --help order.
+
+    The options are generated from the configuration dataclasses' field metadata
+    (:func:`translate.config.option`): a new field gets its option without a second edit.
+    """
+    from .config import RunConfig, section_classes
+
+    hints = typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        if "help" in f.metadata:
+            yield f.name, f, hints[f.name]
+    for section, cls in section_classes(method).items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            yield f"{section}.{f.name}", f, hints[f.name]
 
 
 def _add_train_parser(sub, method: str) -> None:
-    p = sub.add_parser(method, help=f"train {method}", description=f"Train {method} on an image folder.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", required=True, help="dataset folder (see `translate check-data`)")
-    p.add_argument("--name", required=True, help="run name: outputs go to CHECKPOINTS_DIR/NAME")
-    p.add_argument("--checkpoints-dir", default="checkpoints", help="root folder of runs")
+    from .config import option_flag
+    from .presets import list_presets
+
+    p = sub.add_parser(method, help=f"train {method}", description=f"Train {method} on an image folder. "
+                       "Options left out take their value from --preset, then the defaults shown; "
+                       "with --resume, from the run's saved configuration.")
     p.add_argument("--resume", action="store_true",
                    help="continue the run NAME from its last checkpoint, with its saved configuration")
-    p.add_argument("--preset", help="named recipe applied before the options: pix2pix_paper, cyclegan_paper, tiny")
+    p.add_argument("--preset", choices=list_presets(),
+                   help="named recipe applied before the options: " + ", ".join(list_presets()))
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any configuration value, e.g. --set model.lambda_l1=50 (repeatable)")
-    p.add_argument("--no-flip", dest="flip", action="store_false", default=None,
-                   help="do not flip training images horizontally")
-    p.add_argument("--no-dropout", dest="use_dropout", action="store_false", default=None,
-                   help="no dropout in the generator")
-    p.add_argument("--tensorboard", dest="tensorboard", action="store_true", default=None,
-                   help="also log losses and sample grids for TensorBoard in RUN/tensorboard (needs tensorboard)")
-    p.add_argument("--sync-bn", dest="sync_bn", action="store_true", default=None,
-                   help="synchronise batch-norm statistics across torchrun processes (CUDA only)")
-    p.add_argument("--skip-bad-images", action="store_true", default=None,
-                   help="train without unreadable images (each is named in a warning) instead of stopping")
-    for dest, (_key, help_text) in TRAIN_OPTIONS.items():
-        kw = {"dest": dest, "default": None, "help": help_text}
-        if dest in _TYPES:
-            kw["type"] = _TYPES[dest]
-        if dest in _CHOICES:
-            kw["choices"] = _CHOICES[dest]
-        p.add_argument(_flag(dest), **kw)
+    # An option that is not given leaves no attribute (SUPPRESS), so that presets, run.json (on
+    # --resume) and --set compose predictably, and `--max-steps none` can still clear a value;
+    # the help shows the configuration default instead.
+    for key, f, hint in train_option_fields(method):
+        flag = option_flag(f)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = f.metadata["help"].replace("%", "%%")
+        kw = {"dest": key, "default": argparse.SUPPRESS}
+        if f.metadata.get("required"):
+            kw["required"] = True
+        elif hint is bool:
+            help_text += f" (default: {'on' if default else 'off'})"
+        else:
+            help_text += f" (default: {default})"
+        if hint is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = _parse_as(hint)
+            if f.metadata.get("choices"):
+                kw["choices"] = f.metadata["choices"]
+            else:
+                kw["metavar"] = flag.replace("-", "_").upper()
+        p.add_argument("--" + flag, help=help_text, **kw)
     p.set_defaults(func=_cmd_train, method=method)
 
 
@@ -158,12 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_bench_parser(sub)
 
+    from .config import DataConfig
+
+    layouts = next(f for f in dataclasses.fields(DataConfig) if f.name == "layout").metadata["choices"]
     check = sub.add_parser("check-data", help="validate a dataset folder without training",
                            description="Report layout, counts, sizes, channel modes, unreadable files "
                                        "and unmatched pairs of a dataset folder.")
     check.add_argument("data", help="dataset folder")
     check.add_argument("--split", help="check only this split (default: all splits found)")
-    check.add_argument("--layout", default="auto", choices=_CHOICES["layout"], help="expected layout")
+    check.add_argument("--layout", default="auto", choices=layouts, help="expected layout")
     check.add_argument("--json", action="store_true", help="print machine-readable JSON")
     check.set_defaults(func=_cmd_check_data)
 
@@ -185,33 +173,25 @@ def _train_config(args):
     from .presets import get_preset
     from .training.state import load_run_config
 
-    given = {dest: getattr(args, dest) for dest in TRAIN_OPTIONS if getattr(args, dest) is not None}
-    for dest, key in (("flip", "data.flip"), ("use_dropout", "model.use_dropout"),
-                      ("skip_bad_images", "data.skip_bad_images"), ("sync_bn", "loop.sync_bn"), ("tensorboard", "loop.tensorboard")):
-        if getattr(args, dest) is not None:
-            given[dest] = getattr(args, dest)
-    keys = {**{d: k for d, (k, _h) in TRAIN_OPTIONS.items()},
-            "flip": "data.flip", "use_dropout": "model.use_dropout", "skip_bad_images": "data.skip_bad_images",
-            "sync_bn": "loop.sync_bn", "tensorboard": "loop.tensorboard"}
-
-    run_dir = Path(args.checkpoints_dir) / args.name
+    given = {key: getattr(args, key) for key, _f, _h in train_option_fields(args.method) if hasattr(args, key)}
+    checkpoints_dir = given.pop("checkpoints_dir", RunConfig.checkpoints_dir)
+    name = given.pop("name")
+    run_dir = Path(checkpoints_dir) / name
     if args.resume:
         cfg = load_run_config(run_dir)
         d = cfg.to_dict()
-        d["data"]["root"] = args.data
         if cfg.method != args.method:
             raise ConfigError(f"{run_dir} is a {cfg.method} run; resume it with `translate train {cfg.method}`")
     else:
         d = RunConfig(method=args.method, model=MODEL_CONFIGS[args.method]()).to_dict()
-        d["data"]["root"] = args.data
     if args.preset:
         # On --resume a repeated preset is harmless; one that changes the model is refused later.
         for section, values in get_preset(args.preset, args.method).items():
             d[section].update(values)
-    d["name"], d["checkpoints_dir"] = args.name, args.checkpoints_dir
-    for dest, value in given.items():
-        section, key = keys[dest].split(".")
-        d[section][key] = value
+    d["name"], d["checkpoints_dir"] = name, checkpoints_dir
+    for key, value in given.items():
+        section, field_name = key.split(".")
+        d[section][field_name] = value
     cfg = RunConfig.from_dict(d)
     return apply_overrides(cfg, args.set)
 
@@ -237,56 +217,20 @@ def _cmd_train(args, argv) -> int:
 
 
 def _cmd_convert(args, argv) -> int:
-    import signal
+    from .convert import convert_folder
 
-    from . import distributed as D
-    from .convert import merge_summaries, write_failures_file
-    from .fsutil import remove_stale_temp_files
-    from .runtime import resolve_device
-    from .translator import Translator
-
-    paths = None
-    if args.input == "-":
-        paths = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    info = D.DistInfo()
-    device = args.device
-    if D.launched_by_torchrun():  # torchrun: each process converts its share of the files
-        want = resolve_device(device)
-        info = D.setup(want)
-        device = D.rank_device(want, info)
-    try:
-        t = Translator.load(args.checkpoint, device=device, precision=args.precision,
-                            tile_pixels=args.tile_pixels, tile_overlap=args.tile_overlap)
-        if info.enabled:
-            if info.is_main and Path(args.output).is_dir():
-                remove_stale_temp_files(args.output)  # once, before any rank starts writing
-            D.barrier(info)
-
-        def on_term(signum, _frame):
-            raise KeyboardInterrupt
-
-        old = signal.signal(signal.SIGTERM, on_term)
-        try:
-            summary = t.translate_folder(
-                args.input, args.output, direction=args.direction, batch_size=args.batch_size, ext=args.ext,
-                quality=args.quality, overwrite=args.overwrite, in_place_ok=args.in_place_ok, resize=args.resize,
-                max_pixels=args.max_pixels, workers=args.workers, paths=paths,
-                progress=not args.no_progress and info.is_main, shard=(info.rank, info.world_size),
-                write_failures=not info.enabled, clean_temp=not info.enabled,
-                after_plan=(lambda: D.barrier(info)) if info.enabled else None)
-        finally:
-            signal.signal(signal.SIGTERM, old)
-        if info.enabled:
-            summary = merge_summaries(D.gather_objects(summary, info))
-            if info.is_main:
-                write_failures_file(Path(args.output), summary.failures)
-    finally:
-        D.shutdown()
-    if info.is_main:
+    paths = [line.rstrip("\n") for line in sys.stdin if line.strip()] if args.input == "-" else None
+    job = convert_folder(
+        args.checkpoint, args.input, args.output, device=args.device, precision=args.precision,
+        tile_pixels=args.tile_pixels, tile_overlap=args.tile_overlap, progress=not args.no_progress,
+        direction=args.direction, batch_size=args.batch_size, ext=args.ext, quality=args.quality,
+        overwrite=args.overwrite, in_place_ok=args.in_place_ok, resize=args.resize, max_pixels=args.max_pixels,
+        workers=args.workers, paths=paths)
+    summary = job.summary
+    if job.is_main:
         for path, reason in summary.failures:
             print(f"failed: {path}: {reason}", file=sys.stderr)
-        procs = f" by {info.world_size} processes" if info.enabled else ""
-        print(summary.line() + procs, file=sys.stderr)
+        print(job.line(), file=sys.stderr)
     if summary.interrupted:
         return 130
     return 1 if summary.failures else 0
@@ -316,25 +260,22 @@ def _cmd_demo(args, argv) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
+    from .errors import DirectionError, UserError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    known = [ConfigError, CheckpointError, ValueError]
+    known = [UserError]
     try:
-        from .convert import ConvertError
-        from .data import DatasetError
         from .bench import BenchError
-        from .export import ExportError
-        from .training.pipeline import TrainingError
-        from .training.state import ResumeError
 
-        known += [BenchError, ConvertError, DatasetError, ExportError, TrainingError, ResumeError]
+        known.append(BenchError)
     except ImportError:  # pragma: no cover
         pass
     try:
         return args.func(args, ["translate", *argv])
+    except DirectionError as e:  # the API's message names direction=; a shell user needs --direction
+        print(f"error: {e.cli_message()}", file=sys.stderr)
+        return 2
     except tuple(known) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -3,6 +3,10 @@
 The resolved configuration of a run is saved in ``run.json`` and is the single source of truth
 on ``--resume``. Unknown keys are errors that list the valid ones, so a typo never silently
 trains a different model.
+
+Each field is declared with :func:`option`: its help text, valid choices, smallest value and
+command-line flag live next to it, once. ``translate train METHOD`` builds its options from
+this metadata and :meth:`RunConfig.validate` checks the same choices.
 """
 
 from __future__ import annotations
@@ -12,113 +16,231 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Union
 
+from .errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A configuration value or key is invalid; the message says which and what is valid."""
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, choices=None, flag: Optional[str] = None,
+           minimum: Optional[float] = None, required: bool = False):
+    """A configuration field that also describes its command-line option.
+
+    The command line (``translate train METHOD``) gets one option per field from this metadata:
+    the type comes from the annotation, the flag is the field name in kebab case unless ``flag``
+    names it (booleans become ``--flag/--no-flag``), ``choices`` and ``minimum`` are checked by
+    :meth:`RunConfig.validate` as well as by the parser.
+
+    Args:
+        default: the default value.
+        help: one line for ``--help``.
+        choices: the valid values, if they are a fixed set.
+        flag: the option name without the leading dashes (default: the field name, ``_`` -> ``-``).
+        minimum: the smallest valid value of a number.
+        required: the option must be given on the command line.
+    """
+    meta = {"help": help, "choices": tuple(choices) if choices is not None else None, "flag": flag,
+            "minimum": minimum, "required": required}
+    return field(default=default, metadata=meta)
+
+
+# Options shared by both methods' model sections: one declaration each, the default per method.
+GENERATORS = ("unet_128", "unet_256", "unet", "resnet_6blocks", "resnet_9blocks", "resnet")
+DISCRIMINATORS = ("basic", "n_layers", "patchgan", "pixel")
+GAN_MODES = ("vanilla", "lsgan", "hinge", "wgan-gp")
+
+
+def _net_g(default: str):
+    return option(default, choices=GENERATORS, flag="netG",
+                  help="generator: unet_128, unet_256, unet (depth --num-downs), resnet_6blocks, resnet_9blocks, "
+                       "resnet (depth --n-blocks)")
+
+
+def _num_downs():
+    return option(8, minimum=5, help="U-Net downsamplings, used by --netG unet only")
+
+
+def _n_blocks():
+    return option(9, minimum=1, help="ResNet blocks, used by --netG resnet only")
+
+
+def _net_d():
+    return option("basic", choices=DISCRIMINATORS, flag="netD",
+                  help="discriminator: basic (70x70 PatchGAN), n_layers (depth --n-layers-D), patchgan, pixel (1x1 PatchGAN)")
+
+
+def _n_layers_d():
+    return option(3, minimum=1, flag="n-layers-D", help="discriminator depth when --netD n_layers")
+
+
+def _ngf():
+    return option(64, minimum=1, help="generator width (filters in the first layer)")
+
+
+def _ndf():
+    return option(64, minimum=1, help="discriminator width (filters in the first layer)")
+
+
+def _norm(default: str):
+    return option(default, choices=("batch", "instance", "none"), help="normalisation layers: batch, instance, none")
+
+
+def _dropout(default: bool):
+    return option(default, flag="dropout", help="dropout in the generator (--no-dropout: none)")
+
+
+def _init_type():
+    return option("normal", choices=("normal", "xavier", "kaiming", "orthogonal"),
+                  help="weight initialisation: normal, xavier, kaiming, orthogonal")
+
+
+def _init_gain():
+    return option(0.02, help="scale of the initial weights")
+
+
+def _gan_mode(default: str):
+    return option(default, choices=GAN_MODES, help="adversarial loss: vanilla, lsgan, hinge, wgan-gp")
+
+
+def _lambda_gp():
+    return option(10.0, help="gradient-penalty weight (--gan-mode wgan-gp)")
 
 
 @dataclass
 class DataConfig:
     """Where the images come from and how they are prepared for training."""
 
-    root: str = ""
-    split: str = "train"
-    layout: str = "auto"  # auto | ab | a_b | unpaired
-    direction: str = "AtoB"  # AtoB | BtoA: which side is the model input
-    input_nc: int = 3
-    output_nc: int = 3
-    preprocess: str = "resize_and_crop"  # resize_and_crop | crop | scale_width | scale_width_and_crop | none
-    load_size: int = 286
-    crop_size: int = 256
-    flip: bool = True
-    skip_bad_images: bool = False
-    num_workers: int = -1  # -1: chosen from the number of CPU cores
-    max_items: Optional[int] = None  # use only the first N files (quick experiments)
+    root: str = option("", flag="data", required=True, help="dataset folder (see `translate check-data`)")
+    split: str = option("train", help="dataset split folder to train on (train, val, test...)")
+    layout: str = option("auto", choices=("auto", "ab", "a_b", "unpaired"),
+                         help="dataset layout: auto, ab (A|B side by side), a_b (A/ and B/ folders), unpaired")
+    direction: str = option("AtoB", choices=("AtoB", "BtoA"),
+                            help="AtoB or BtoA: which domain of the data is the model input; a BtoA run "
+                                 "trains the b2a generator")
+    input_nc: int = option(3, choices=(1, 3), help="channels of the input images: 1 (gray) or 3 (RGB)")
+    output_nc: int = option(3, choices=(1, 3), help="channels of the output images: 1 or 3")
+    preprocess: str = option("resize_and_crop",
+                             choices=("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"),
+                             help="resize_and_crop | crop | scale_width | scale_width_and_crop | none")
+    load_size: int = option(286, minimum=1, help="resize images to this size first")
+    crop_size: int = option(256, minimum=1, help="then crop random patches of this size")
+    flip: bool = option(True, help="flip training images horizontally at random (--no-flip: never)")
+    skip_bad_images: bool = option(False, help="train without unreadable images (each is named in a warning) "
+                                               "instead of stopping")
+    num_workers: int = option(-1, help="data loader processes (-1: chosen from the number of CPU cores)")
+    max_items: Optional[int] = option(None, minimum=1, help="train on the first N images only (quick experiments)")
+
+    @property
+    def generator_direction(self) -> str:
+        """The direction the model learns, in dataset domains: "a2b" for AtoB, "b2a" for BtoA."""
+        return "b2a" if self.direction == "BtoA" else "a2b"
 
 
 @dataclass
 class Pix2PixConfig:
     """pix2pix networks and losses (defaults follow Isola et al. 2017)."""
 
-    netG: str = "unet_256"  # unet_128 | unet_256 | unet (num_downs below) | resnet_6blocks | resnet_9blocks
-    num_downs: int = 8  # used by netG "unet" only
-    n_blocks: int = 9  # used by netG "resnet" only
-    netD: str = "basic"  # basic | n_layers | pixel
-    n_layers_D: int = 3
-    ngf: int = 64
-    ndf: int = 64
-    norm: str = "batch"
-    use_dropout: bool = True
-    init_type: str = "normal"
-    init_gain: float = 0.02
-    gan_mode: str = "vanilla"  # vanilla | lsgan | hinge | wgan-gp
-    lambda_l1: float = 100.0
-    lambda_gp: float = 10.0
+    netG: str = _net_g("unet_256")
+    num_downs: int = _num_downs()
+    n_blocks: int = _n_blocks()
+    netD: str = _net_d()
+    n_layers_D: int = _n_layers_d()
+    ngf: int = _ngf()
+    ndf: int = _ndf()
+    norm: str = _norm("batch")
+    use_dropout: bool = _dropout(True)
+    init_type: str = _init_type()
+    init_gain: float = _init_gain()
+    gan_mode: str = _gan_mode("vanilla")
+    lambda_l1: float = option(100.0, help="weight of the L1 loss between output and target")
+    lambda_gp: float = _lambda_gp()
 
 
 @dataclass
 class CycleGANConfig:
     """CycleGAN networks and losses (defaults follow Zhu et al. 2017)."""
 
-    netG: str = "resnet_9blocks"
-    n_blocks: int = 9  # used by netG "resnet" only
-    num_downs: int = 8  # used by netG "unet" only
-    netD: str = "basic"
-    n_layers_D: int = 3
-    ngf: int = 64
-    ndf: int = 64
-    norm: str = "instance"
-    use_dropout: bool = False
-    init_type: str = "normal"
-    init_gain: float = 0.02
-    gan_mode: str = "lsgan"
-    lambda_a: float = 10.0  # cycle loss a -> b -> a
-    lambda_b: float = 10.0  # cycle loss b -> a -> b
-    lambda_identity: float = 0.5  # relative to lambda_a / lambda_b
-    pool_size: int = 50
-    lambda_gp: float = 10.0
+    netG: str = _net_g("resnet_9blocks")
+    n_blocks: int = _n_blocks()
+    num_downs: int = _num_downs()
+    netD: str = _net_d()
+    n_layers_D: int = _n_layers_d()
+    ngf: int = _ngf()
+    ndf: int = _ndf()
+    norm: str = _norm("instance")
+    use_dropout: bool = _dropout(False)
+    init_type: str = _init_type()
+    init_gain: float = _init_gain()
+    gan_mode: str = _gan_mode("lsgan")
+    lambda_a: float = option(10.0, help="weight of the cycle loss a -> b -> a")
+    lambda_b: float = option(10.0, help="weight of the cycle loss b -> a -> b")
+    lambda_identity: float = option(0.5, help="weight of the identity loss, relative to --lambda-a / --lambda-b")
+    pool_size: int = option(50, minimum=0, help="history of generated images shown to the discriminators (0: none)")
+    lambda_gp: float = _lambda_gp()
 
 
 @dataclass
 class LoopConfig:
     """The training loop: schedule, precision, devices, cadence of logs and checkpoints."""
 
-    batch_size: int = 1
-    epochs: int = 100  # epochs at the initial learning rate
-    epochs_decay: int = 100  # epochs of linear decay to zero
-    max_steps: Optional[int] = None  # stop after this many optimisation steps in total
-    max_minutes: Optional[float] = None  # stop (and save) after this much training time in this process
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    ema_decay: float = 0.0  # exported generators are an exponential moving average of the weights (0: off)
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | bf16 | fp16
-    log_every: int = 50  # steps between log.jsonl lines / progress-bar loss updates
-    save_every: int = 1000  # steps between checkpoints (also saved at each epoch end)
-    sample_count: int = 4  # images in the fixed sample grid
-    sync_bn: bool = False  # synchronise batch-norm statistics across processes (torchrun, CUDA)
-    tensorboard: bool = False  # also log scalars and sample grids to <run>/tensorboard
-    eval_every: int = 0  # steps between evaluations on a held-out split (0: never)
-    eval_split: str = "auto"  # split to evaluate on; auto: val if the dataset has one, else test
-    eval_metric: str = "auto"  # l1 | psnr | ssim | fid | kid; auto: l1 (pix2pix) or fid (CycleGAN)
-    eval_max_images: Optional[int] = 50  # images per evaluation (keeps it cheap)
+    batch_size: int = option(1, help="images per step (per process under torchrun)")
+    epochs: int = option(100, help="epochs at the initial learning rate")
+    epochs_decay: int = option(100, help="epochs of linear learning-rate decay to zero")
+    max_steps: Optional[int] = option(None, help="stop after this many steps in total (a checkpoint is saved)")
+    max_minutes: Optional[float] = option(None, help="stop after this many minutes of training in this process "
+                                                     "(a checkpoint is saved)")
+    lr: float = option(2e-4, help="Adam learning rate")
+    beta1: float = option(0.5, help="Adam beta1")
+    beta2: float = option(0.999, help="Adam beta2")
+    ema_decay: float = option(0.0, help="export an exponential moving average of the generator weights with this "
+                                        "decay, e.g. 0.999 (0: the weights of the last step)")
+    seed: int = option(0, help="random seed (data order, augmentation, init)")
+    device: str = option("auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
+    precision: str = option("fp32", choices=("fp32", "bf16", "fp16"),
+                            help="fp32, bf16 or fp16 (autocast; fp16 with gradient scaling, CUDA only)")
+    log_every: int = option(50, help="steps between log.jsonl lines and progress-bar loss updates")
+    save_every: int = option(1000, help="steps between checkpoints (one is also saved every epoch)")
+    sample_count: int = option(4, minimum=1, help="images in the fixed sample grid")
+    sync_bn: bool = option(False, help="synchronise batch-norm statistics across torchrun processes (CUDA only)")
+    tensorboard: bool = option(False, help="also log losses and sample grids for TensorBoard in RUN/tensorboard "
+                                           "(needs tensorboard)")
+    eval_every: int = option(0, help="steps between evaluations on a held-out split; the best checkpoint is kept "
+                                     "in translator_best/ (0: never)")
+    eval_split: str = option("auto", help="split for --eval-every (auto: val if present, else test)")
+    eval_metric: str = option("auto", choices=("auto", "l1", "psnr", "ssim", "fid", "kid"),
+                              help="metric that picks translator_best/: l1, psnr, ssim, fid, kid "
+                                   "(auto: l1 for pix2pix, fid for CycleGAN)")
+    eval_max_images: Optional[int] = option(50, minimum=1, help="images per evaluation")
+
+
+DIRECTIONS = ("a2b", "b2a")  # generator directions, named by dataset domains
+
+
+def swap_domains(name: str) -> str:
+    """Swap the domains a name refers to: ``gen_a2b`` -> ``gen_b2a``, ``disc_a`` -> ``disc_b``,
+    ``cycle_b`` -> ``cycle_a``, ``a2b`` -> ``b2a``; other names are returned unchanged."""
+    head, _, tail = name.rpartition("_")
+    swapped = {"a": "b", "b": "a", "a2b": "b2a", "b2a": "a2b"}.get(tail)
+    if swapped is None:
+        return name
+    return f"{head}_{swapped}" if head else swapped
 
 
 MODEL_CONFIGS = {"pix2pix": Pix2PixConfig, "cyclegan": CycleGANConfig}
 METHODS = tuple(MODEL_CONFIGS)
 
-CHOICES = {
-    "data.layout": ("auto", "ab", "a_b", "unpaired"),
-    "data.direction": ("AtoB", "BtoA"),
-    "data.preprocess": ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"),
-    "model.gan_mode": ("vanilla", "lsgan", "hinge", "wgan-gp"),
-    "model.norm": ("batch", "instance", "none"),
-    "model.init_type": ("normal", "xavier", "kaiming", "orthogonal"),
-    "loop.precision": ("fp32", "bf16", "fp16"),
-    "loop.eval_metric": ("auto", "l1", "psnr", "ssim", "fid", "kid"),
-}
+
+def section_classes(method: str) -> Dict[str, type]:
+    """The configuration sections of a run of ``method``: name -> dataclass."""
+    if method not in MODEL_CONFIGS:
+        raise ConfigError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    return {"data": DataConfig, "model": MODEL_CONFIGS[method], "loop": LoopConfig}
+
+
+def option_flag(f: dataclasses.Field) -> str:
+    """The command-line flag of a configuration field, without the leading dashes."""
+    return f.metadata.get("flag") or f.name.replace("_", "-")
 
 
 @dataclass
@@ -126,8 +248,8 @@ class RunConfig:
     """Everything that defines a training run."""
 
     method: str = "pix2pix"
-    name: str = "run"
-    checkpoints_dir: str = "checkpoints"
+    name: str = option("run", required=True, help="run name: outputs go to CHECKPOINTS_DIR/NAME")
+    checkpoints_dir: str = option("checkpoints", help="root folder of runs")
     data: DataConfig = field(default_factory=DataConfig)
     model: Union[Pix2PixConfig, CycleGANConfig] = field(default_factory=Pix2PixConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
@@ -147,24 +269,24 @@ class RunConfig:
             method=method,
             name=d.get("name", "run"),
             checkpoints_dir=d.get("checkpoints_dir", "checkpoints"),
-            data=_from_dict(DataConfig, d.get("data", {}), "data"),
-            model=_from_dict(MODEL_CONFIGS[method], d.get("model", {}), "model"),
-            loop=_from_dict(LoopConfig, d.get("loop", {}), "loop"),
+            **{name: _from_dict(section, d.get(name, {}), name)
+               for name, section in section_classes(method).items()},
         )
         cfg.validate()
         return cfg
 
     def validate(self) -> None:
         """Check values that a dataclass type cannot express; raise ConfigError with the fix."""
-        for key, valid in CHOICES.items():
-            section, name = key.split(".")
-            value = getattr(getattr(self, section), name)
-            if value not in valid:
-                raise ConfigError(f"{key} = {value!r} is not valid; choose one of: {', '.join(valid)}")
+        for section in ("data", "model", "loop"):
+            values = getattr(self, section)
+            for f in dataclasses.fields(values):
+                value, valid, low = getattr(values, f.name), f.metadata.get("choices"), f.metadata.get("minimum")
+                if valid is not None and value not in valid:
+                    raise ConfigError(f"{section}.{f.name} = {value!r} is not valid; "
+                                      f"choose one of: {', '.join(map(str, valid))}")
+                if low is not None and value is not None and value < low:
+                    raise ConfigError(f"{section}.{f.name} must be >= {low}, got {value!r}")
         d, lp = self.data, self.loop
-        for nc_name in ("input_nc", "output_nc"):
-            if getattr(d, nc_name) not in (1, 3):
-                raise ConfigError(f"data.{nc_name} must be 1 or 3, got {getattr(d, nc_name)}")
         if d.preprocess in ("resize_and_crop", "scale_width_and_crop") and d.load_size < d.crop_size:
             raise ConfigError(f"load_size ({d.load_size}) must be >= crop_size ({d.crop_size})")
         if d.load_size <= 0 or d.crop_size <= 0:
@@ -259,8 +381,7 @@ def parse_value(text: str, hint) -> Any:
 def apply_overrides(cfg: RunConfig, overrides) -> RunConfig:
     """Apply ``section.key=value`` strings (``--set``) to a config, strictly."""
     d = cfg.to_dict()
-    model_cls = MODEL_CONFIGS[cfg.method]
-    sections = {"data": DataConfig, "model": model_cls, "loop": LoopConfig}
+    sections = section_classes(cfg.method)
     for item in overrides or ():
         if "=" not in item:
             raise ConfigError(f"--set expects section.key=value, got {item!r}")

@@ -1,5 +1,9 @@
 """Batch conversion of image folders: ``translate convert`` and ``Translator.translate_folder``.
 
+:func:`convert_folder` is the whole job behind ``translate convert``: load the checkpoint, convert,
+and under ``torchrun`` split the files over the processes and merge their results.
+:func:`convert` converts with an already loaded translator.
+
 Guarantees:
 - inputs are never written to: OUTPUT equal to or inside INPUT is refused unless asked for
   (``in_place_ok``), and even then no output may replace an input file;
@@ -28,13 +32,14 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from .errors import UserError
 from .fsutil import atomic_write_text, remove_stale_temp_files
 
 FAILED_FILE = "failed.jsonl"
 OUTPUT_EXTS = ("same", "png", "jpg", "webp", "tif")
 
 
-class ConvertError(Exception):
+class ConvertError(UserError):
     """The conversion cannot start (bad paths, unsafe output); nothing was written."""
 
 
@@ -326,3 +331,80 @@ def write_failures_file(output: Path, failures: List[Tuple[str, str]]) -> None:
         atomic_write_text(path, "".join(json.dumps({"path": p, "reason": r}) + "\n" for p, r in failures))
     elif path.exists():
         path.unlink()  # a previous run's list; everything it named has now been handled
+
+
+@dataclass
+class ConvertJob:
+    """What :func:`convert_folder` did: the (merged) summary and how many processes shared it."""
+
+    summary: ConvertSummary
+    processes: int = 1
+    is_main: bool = True  # this process reports the job (rank 0 under torchrun)
+
+    def line(self) -> str:
+        procs = f" by {self.processes} processes" if self.processes > 1 else ""
+        return self.summary.line() + procs
+
+
+def convert_folder(checkpoint, input, output, *, device: Optional[str] = None, precision: str = "fp32",
+                   tile_pixels: Optional[int] = None, tile_overlap: Optional[int] = None,
+                   progress: bool = True, **options) -> ConvertJob:
+    """Load ``checkpoint`` and translate every image of ``input`` into ``output``.
+
+    Launched by ``torchrun``, every process loads the translator on its own device, plans the
+    same job and converts its share of the files (each file exactly once); rank 0 removes
+    leftover temp files first, then merges the summaries and writes ``failed.jsonl``. SIGTERM
+    stops the job like Ctrl-C: what is being written is finished, and a rerun completes it.
+
+    Args:
+        checkpoint: a run folder or its ``translator/`` folder.
+        input, output: see :func:`convert`.
+        device: "cpu", "cuda", "cuda:N" (default: CUDA when available; under torchrun each
+            process takes its local GPU).
+        precision: "fp32", "bf16" or "fp16".
+        tile_pixels, tile_overlap: see :meth:`translate.Translator.load` (None: its defaults).
+        progress: show a progress bar (rank 0 only under torchrun).
+        **options: the options of :func:`convert` (direction, batch_size, ext, quality,
+            overwrite, in_place_ok, resize, max_pixels, workers, paths).
+
+    Returns:
+        ConvertJob with the merged summary (``interrupted`` set when stopped by a signal).
+    """
+    import signal
+
+    from . import distributed as D
+    from .runtime import resolve_device
+    from .translator import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_PIXELS, Translator
+
+    info = D.DistInfo()
+    if D.launched_by_torchrun():  # torchrun: each process converts its share of the files
+        want = resolve_device(device)
+        info = D.setup(want)
+        device = D.rank_device(want, info)
+    try:
+        t = Translator.load(checkpoint, device=device, precision=precision,
+                            tile_pixels=DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels,
+                            tile_overlap=DEFAULT_TILE_OVERLAP if tile_overlap is None else tile_overlap)
+        if info.enabled:
+            if info.is_main and Path(output).is_dir():
+                remove_stale_temp_files(output)  # once, before any rank starts writing
+            D.barrier(info)
+
+        def on_term(signum, _frame):
+            raise KeyboardInterrupt
+
+        old = signal.signal(signal.SIGTERM, on_term)
+        try:
+            summary = convert(t, input, output, progress=progress and info.is_main,
+                              shard=(info.rank, info.world_size), write_failures=not info.enabled,
+                              clean_temp=not info.enabled,
+                              after_plan=(lambda: D.barrier(info)) if info.enabled else None, **options)
+        finally:
+            signal.signal(signal.SIGTERM, old)
+        if info.enabled:
+            summary = merge_summaries(D.gather_objects(summary, info))
+            if info.is_main:
+                write_failures_file(Path(output), summary.failures)
+    finally:
+        D.shutdown()
+    return ConvertJob(summary, info.world_size if info.enabled else 1, info.is_main)

@@ -5,8 +5,9 @@ Protocol (also written into ``eval.json``):
 - Data: the split's images in sorted order (the first ``max_images`` when given). Paired
   layouts (``ab``, ``a_b``) give input/target pairs; the unpaired layout (``testA/``,
   ``testB/``) gives the input domain and the target domain as two unrelated sets.
-- Sides: ``a2b`` translates the side that was the model input in training (the translator's
-  ``preprocessing.direction``: with ``BtoA``, B is the input); ``b2a`` (CycleGAN) the other one.
+- Sides: directions name dataset domains: ``a2b`` translates the A side (left half of ``ab``
+  files, ``A/``, ``testA/``) into B, ``b2a`` the B side into A. A pix2pix run trained with
+  ``BtoA`` has only ``b2a``, which is the default for it.
 - Resolution: every image (each half of a side-by-side ``ab`` file) is resized to
   ``size x size`` (default: the training ``crop_size``), no crop, no flip, with the training
   resize (Pillow's bicubic, antialiased when shrinking); the translator runs at
@@ -45,11 +46,11 @@ import torch.nn.functional as F
 
 from . import metrics
 from .data.transforms import RESIZE_FILTER
+from .errors import ArgumentError
 from .fsutil import UMASK, atomic_write_text, replace_dir
 
 HTML_ROWS = 50
 THUMB_SIDE = 256
-_SWAP = {"AtoB": "BtoA", "BtoA": "AtoB"}
 
 
 def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Optional[str] = "test",
@@ -63,7 +64,8 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
         checkpoint: run folder or its ``translator/`` folder.
         data: dataset folder (layouts ab, a_b or unpaired; see :mod:`translate.data`).
         split: split folder to evaluate ("test", "val", ...).
-        direction: "a2b" or "b2a"; default: the translator's only direction, "a2b" for CycleGAN.
+        direction: "a2b" (domain A is the input) or "b2a"; default: the translator's only
+            direction, "a2b" for CycleGAN.
         device: "cpu", "cuda", "cuda:N"; default CUDA when available.
         inception: TorchScript FID Inception file; None looks for the installed one and skips
             FID/KID (one line on stderr) when there is none. A given file must load.
@@ -79,7 +81,7 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
         ``protocol``, ``checkpoint``, ``files``.
 
     Raises:
-        CheckpointError, DatasetError, ValueError: bad checkpoint, data or arguments.
+        CheckpointError, DatasetError, ArgumentError (DirectionError): bad checkpoint, data or arguments.
         metrics.InceptionUnavailable: ``inception`` was given and cannot be loaded.
     """
     from .data import PairedDataset, detect_layout
@@ -87,22 +89,21 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
     from .version import __version__
 
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise ArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
     if max_images is not None and (not isinstance(max_images, int) or max_images < 1):
-        raise ValueError(f"max_images must be a positive integer, got {max_images!r}")
+        raise ArgumentError(f"max_images must be a positive integer, got {max_images!r}")
     started = time.time()
     t = Translator.load(checkpoint, device=device)
-    if direction is None:
-        direction = "a2b" if "a2b" in t.directions else t.directions[0]
+    if direction is None and len(t.directions) > 1:
+        direction = "a2b"
     direction = t.pick_direction(direction)
     c_in, c_out = t.channels(direction)
     pre = t.preprocessing
     size = int(size if size is not None else (pre.get("crop_size") or 256))
     if size < metrics.SSIM_WINDOW:
-        raise ValueError(f"size must be at least {metrics.SSIM_WINDOW} (the SSIM window), got {size}")
-    train_dir = pre.get("direction", "AtoB")
-    data_dir = train_dir if direction == "a2b" else _SWAP[train_dir]  # which side is the input
-    translator_dir = Path(t.doc["_folder"])
+        raise ArgumentError(f"size must be at least {metrics.SSIM_WINDOW} (the SSIM window), got {size}")
+    data_dir = "AtoB" if direction == "a2b" else "BtoA"  # which side of the data is the input
+    translator_dir = t.folder
     run_dir = translator_dir.parent
     if out_dir is None:
         name = split or "all"

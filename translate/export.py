@@ -46,6 +46,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
+from .errors import UserError
 from .fsutil import atomic_write_bytes
 
 if TYPE_CHECKING:  # torch is imported where it is used: building the CLI parser must stay instant
@@ -64,7 +65,7 @@ _EXTRA_HINT = "pip install 'translate-images[export]'"
 _PARITY_SIDE = 64  # parity images have sides >= this (ResNets need >= 8; 64 keeps it cheap)
 
 
-class ExportError(Exception):
+class ExportError(UserError):
     """An export could not be made or did not reproduce the PyTorch generator.
 
     Attributes:
@@ -106,7 +107,8 @@ def export_translator(
         tolerance, ok.
 
     Raises:
-        ExportError: bad arguments, ambiguous direction, existing ``out``, missing optional
+        DirectionError: ``direction`` is needed (two generators) or not in the checkpoint.
+        ExportError: bad arguments, existing ``out``, missing optional
             packages, exporter failure, or a parity difference above ``tolerance`` (then
             nothing is written; the error's ``report`` has the measured differences).
         CheckpointError: the checkpoint cannot be read.
@@ -128,14 +130,14 @@ def export_translator(
         mods = _import_optional(["onnx"] + ([] if legacy else ["onnxscript"])
                                 + (["onnxruntime"] if check else []))
 
-    from .checkpoint import load_generator, read_translator_json
     from .models import generator_size_multiple
-    from .nn.inference import for_inference
+    from .translator import Translator
 
-    doc = read_translator_json(checkpoint)
-    direction = _pick_direction(doc, direction)
-    net = load_generator(doc["_folder"], direction, doc=doc).float()
-    net = for_inference(net, batchnorm=doc["preprocessing"].get("batchnorm", "per_image"), copy_net=False)
+    # fp32 on the CPU, the checkpoint's batch-norm mode: what the exported graph computes.
+    t = Translator.load(checkpoint, device="cpu", precision="fp32")
+    direction = t.pick_direction(direction)
+    net = t.generator(direction)
+    doc = t.doc
     multiple = generator_size_multiple(net)
     input_nc, output_nc = int(net.config["input_nc"]), int(net.config["output_nc"])
     meta = _metadata(doc, direction, net, multiple)
@@ -198,21 +200,6 @@ def _import_optional(names: List[str]) -> Dict[str, Any]:
         raise ExportError(f"ONNX export needs the optional extra: {_EXTRA_HINT} "
                           f"(missing: {', '.join(missing)})")
     return mods
-
-
-def _pick_direction(doc: Dict[str, Any], direction: Optional[str]) -> str:
-    have = list(doc["generators"])
-    folder = doc["_folder"]
-    if direction is None:
-        if len(have) == 1:
-            return have[0]
-        raise ExportError(f"{folder} has {len(have)} generators ({', '.join(have)}); pass --direction "
-                          f"{'|'.join(have)} to choose the one to export")
-    if direction not in DIRECTIONS:
-        raise ExportError(f"unknown direction {direction!r}; valid: {', '.join(DIRECTIONS)}")
-    if direction not in have:
-        raise ExportError(f"{folder} has no {direction!r} generator; it has: {', '.join(have)}")
-    return direction
 
 
 def _metadata(doc: Dict[str, Any], direction: str, net: nn.Module, multiple: int) -> Dict[str, Any]:

@@ -13,11 +13,13 @@ from typing import Dict, Iterable, List, Optional, Union
 
 import torch
 
+from .errors import ArgumentError
+
 # precision name -> autocast dtype (None: no autocast, plain fp32)
 PRECISIONS: Dict[str, Optional[torch.dtype]] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-class DeviceError(ValueError):
+class DeviceError(ArgumentError):
     """A device or precision that cannot be used here; the message says what to use instead."""
 
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import CheckpointError, load_generator, read_translator_json
+from .errors import ArgumentError, DirectionError
 from .nn.inference import for_inference
 from .runtime import autocast, check_precision, resolve_device, use_fast_kernels, warn_if_slow_precision
 
@@ -48,6 +49,7 @@ class Translator:
         self.size_multiple = int(pre.get("size_multiple", 1))
         self.method = doc["method"]
         self.preprocessing = pre
+        self.folder = Path(doc["_folder"])  # the translator folder it was loaded from
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -91,17 +93,25 @@ class Translator:
         return list(self.generators)
 
     def pick_direction(self, direction: Optional[str] = None) -> str:
-        """The direction to translate in: ``direction`` checked against this translator's, or its
-        only one when None (a two-direction translator needs it named)."""
+        """The direction to translate in: ``direction`` when this translator has it, else its only one.
+
+        Directions name dataset domains: "a2b" translates domain A images into domain B (a
+        pix2pix run trained with ``--direction BtoA`` has only "b2a").
+
+        Raises:
+            DirectionError: ``direction`` is None and there are two, or it is not one of them.
+        """
         if direction is None:
             if len(self.generators) > 1:
-                raise ValueError(f"this {self.method} translator has directions {', '.join(self.generators)}; "
-                                 "pass direction=")
+                raise DirectionError(None, self.generators, f"this {self.method} translator")
             return next(iter(self.generators))
         if direction not in self.generators:
-            raise ValueError(f"direction {direction!r} is not in this translator; it has: "
-                             f"{', '.join(self.generators)}")
+            raise DirectionError(direction, self.generators, f"this {self.method} translator")
         return direction
+
+    def generator(self, direction: Optional[str] = None) -> torch.nn.Module:
+        """The generator for ``direction`` (see :meth:`pick_direction`), in inference mode."""
+        return self.generators[self.pick_direction(direction)]
 
     def channels(self, direction: Optional[str] = None) -> Tuple[int, int]:
         """(input channels, output channels) of the generator for ``direction``."""

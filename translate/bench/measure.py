@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..errors import ArgumentError
 from .machine import PeakMemory, matmul_peak, sync
 from .synthetic import make_synthetic_datasets
 
@@ -28,8 +29,13 @@ ALL_WHAT = TRAIN_WHAT + CONVERT_WHAT + ("peak",)
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-class BenchError(ValueError):
+class BenchError(ArgumentError):
     """The benchmark cannot run as asked (bad option combination); the message says why."""
+
+
+def first_direction(translator) -> str:
+    """a2b when the translator has it, else its only direction (a BtoA pix2pix run has b2a)."""
+    return "a2b" if "a2b" in translator.directions else translator.pick_direction()
 
 
 @dataclasses.dataclass
@@ -317,11 +323,11 @@ class Bench:
         folder, weights = self.translator(method)
         files = self.conversion_files()
         guard = self.guard_files()
-        direction = "a2b"
         out_root = self.tmp / "out" / f"{method}_{precision}"
         mem = PeakMemory(device)
         with mem:
             translator = Translator.load(folder, device=device, precision=precision)
+            direction = first_direction(translator)
 
             def run(paths: List[Path], out: Path) -> Tuple[int, float]:
                 return self._convert_files(translator, paths, out, direction)
@@ -403,7 +409,7 @@ class Bench:
             folder, _ = self.translator(method)
             t = Translator.load(folder, device=self.s.device, precision="fp32")
             out = self.tmp / "out" / f"{method}_fp32" / "guard"
-            self._convert_files(t, self.guard_files(), out, "a2b")
+            self._convert_files(t, self.guard_files(), out, first_direction(t))
             self.guard_outputs[(method, "fp32")] = out
         ref_dir, test_dir = self.guard_outputs[(method, "fp32")], self.guard_outputs[(method, precision)]
         se, count_px, n_img = 0.0, 0, 0

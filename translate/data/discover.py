@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+from ..errors import UserError
 from .io import IMAGE_EXTENSIONS
 
 PathLike = Union[str, os.PathLike]
@@ -27,7 +28,7 @@ LAYOUTS = ("ab", "a_b", "unpaired")
 _MAX_LISTED = 20
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """A dataset folder cannot be used as asked. The message explains why in one paragraph,
     followed by the offending files (at most 20, then "... and N more").
 

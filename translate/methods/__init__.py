@@ -1,6 +1,6 @@
 """Training methods: each owns its networks and its train step, behind one interface.
 
-A method is a class with the constructor ``(cfg, input_nc, output_nc, device, seed)`` that
+A method is a class with the constructor ``(cfg, input_nc, output_nc, device, seed, direction)`` that
 satisfies :class:`Method`; adding one is a file in this package and a line in ``METHODS``.
 """
 
@@ -37,7 +37,8 @@ class Method(Protocol):
     generators: Dict[str, str]
     optimizer_names: Sequence[str]
 
-    def __init__(self, cfg: Any, input_nc: int, output_nc: int, device: torch.device, seed: int = 0): ...
+    def __init__(self, cfg: Any, input_nc: int, output_nc: int, device: torch.device, seed: int = 0,
+                 direction: str = "a2b"): ...
 
     @property
     def size_multiple(self) -> int: ...
@@ -77,12 +78,15 @@ def get_method(name: str) -> type:
     return METHODS[name]
 
 
-def build_method(name: str, cfg: Any, input_nc: int, output_nc: int, device: torch.device, seed: int = 0) -> Method:
+def build_method(name: str, cfg: Any, input_nc: int, output_nc: int, device: torch.device, seed: int = 0,
+                 direction: str = "a2b") -> Method:
     """A new ``name`` method with freshly initialised networks on ``device``.
 
     Args:
         cfg: the model section of the run configuration (``translate.config.MODEL_CONFIGS[name]``).
         input_nc, output_nc: channels of domain A and domain B.
         seed: seed of the method's private random streams (e.g. CycleGAN's image pools).
+        direction: "a2b" when domain A is the input, "b2a" when domain B is; net names follow
+            the domains (a b2a pix2pix trains ``gen_b2a`` and ``disc_a``).
     """
-    return get_method(name)(cfg, input_nc, output_nc, device, seed)
+    return get_method(name)(cfg, input_nc, output_nc, device, seed, direction)

@@ -5,6 +5,12 @@ Update order in one step, as in the paper's reference code:
     2. G step with both D frozen: adversarial + lambda * cycle L1 + lambda * lambda_identity * identity L1
     3. D step: each D sees its real domain as real and a fake from the history pool as fake
 ``disc_b`` judges domain B (it sees ``fake_b``), ``disc_a`` judges domain A.
+
+Net and loss names always name dataset domains. The step below is written for direction a2b
+(the batch holds domain A under ``"a"``); with direction b2a (``--direction BtoA``) the loader
+puts domain B under ``"a"`` and every name is swapped (``gen_a2b`` <-> ``gen_b2a``,
+``disc_a`` <-> ``disc_b``, ``cycle_a`` <-> ``cycle_b``...), so names still say which domain they
+translate or judge.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import CycleGANConfig, LoopConfig
+from ..config import DIRECTIONS, CycleGANConfig, LoopConfig, swap_domains
 from ..losses import adversarial_loss, gradient_penalty
 from ..models import build_discriminator, build_generator
 from ..nn import init_weights
@@ -26,15 +32,29 @@ from .pix2pix import discriminator_kwargs, generator_kwargs
 
 
 class CycleGAN:
-    """Networks ``gen_a2b``, ``gen_b2a``, ``disc_a``, ``disc_b``, two image pools, the train step."""
+    """Networks ``gen_a2b``, ``gen_b2a``, ``disc_a``, ``disc_b``, two image pools, the train step.
+
+    Args:
+        cfg: model section of the run configuration.
+        input_nc, output_nc: channels of the input domain and the other domain.
+        device: where the networks live.
+        seed: seed of the image pools' random choices.
+        direction: "a2b" (the loader's ``"a"`` images are domain A) or "b2a" (they are domain B).
+    """
 
     name = "cyclegan"
     optimizer_names = ("gen", "disc")
     paired = False  # unpaired domains A and B
 
-    def __init__(self, cfg: CycleGANConfig, input_nc: int, output_nc: int, device: torch.device, seed: int = 0):
+    def __init__(self, cfg: CycleGANConfig, input_nc: int, output_nc: int, device: torch.device, seed: int = 0,
+                 direction: str = "a2b"):
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
         self.cfg = cfg
         self.device = device
+        self.direction = direction
+        # The step is written for a2b; _n maps those names to the domain names of this run.
+        self._n = (lambda name: name) if direction == "a2b" else swap_domains
         nets = {
             "gen_a2b": build_generator(cfg.netG, **generator_kwargs(cfg, input_nc, output_nc)),
             "gen_b2a": build_generator(cfg.netG, **generator_kwargs(cfg, output_nc, input_nc)),
@@ -43,20 +63,21 @@ class CycleGAN:
         }
         for net in nets.values():
             init_weights(net, cfg.init_type, cfg.init_gain)
-        self.nets = nn.ModuleDict(nets).to(device)
+        self.nets = nn.ModuleDict({self._n(name): net for name, net in nets.items()}).to(device)
         self.train_nets = dict(self.nets)  # what train_step calls: the nets, or their DDP wrappers
-        self.generators = {"a2b": "gen_a2b", "b2a": "gen_b2a"}
+        self.generators = {"a2b": "gen_a2b", "b2a": "gen_b2a"}  # direction -> net name
         self.pool_a = ImagePool(cfg.pool_size, seed=seed * 2 + 1)  # fakes of domain A, for disc_a
         self.pool_b = ImagePool(cfg.pool_size, seed=seed * 2 + 2)  # fakes of domain B, for disc_b
 
     @property
     def size_multiple(self) -> int:
-        return self.nets["gen_a2b"].size_multiple
+        return self.nets[self._n("gen_a2b")].size_multiple
 
     def make_optimizers(self, loop: LoopConfig) -> Dict[str, torch.optim.Optimizer]:
         betas = (loop.beta1, loop.beta2)
-        gens = list(self.nets["gen_a2b"].parameters()) + list(self.nets["gen_b2a"].parameters())
-        discs = list(self.nets["disc_a"].parameters()) + list(self.nets["disc_b"].parameters())
+        n = {name: self.nets[self._n(name)] for name in ("gen_a2b", "gen_b2a", "disc_a", "disc_b")}
+        gens = list(n["gen_a2b"].parameters()) + list(n["gen_b2a"].parameters())
+        discs = list(n["disc_a"].parameters()) + list(n["disc_b"].parameters())
         return {"gen": adam(gens, loop.lr, betas, self.device), "disc": adam(discs, loop.lr, betas, self.device)}
 
     def _disc_loss(self, disc, disc_raw, real: torch.Tensor, fake: torch.Tensor, amp) -> torch.Tensor:
@@ -72,10 +93,10 @@ class CycleGAN:
 
     def train_step(self, batch, opt, scalers: Scalers, amp) -> Dict[str, torch.Tensor]:
         """One update of both generators and both discriminators; returns detached losses."""
-        cfg, n = self.cfg, self.train_nets
-        g_ab, g_ba, d_a, d_b = n["gen_a2b"], n["gen_b2a"], n["disc_a"], n["disc_b"]
+        cfg, n, r = self.cfg, self.train_nets, self._n
+        g_ab, g_ba, d_a, d_b = n[r("gen_a2b")], n[r("gen_b2a")], n[r("disc_a")], n[r("disc_b")]
         # G step: the discriminators are frozen, so they are called without their DDP wrappers.
-        d_a_raw, d_b_raw = self.nets["disc_a"], self.nets["disc_b"]
+        d_a_raw, d_b_raw = self.nets[r("disc_a")], self.nets[r("disc_b")]
         real_a, real_b = batch["a"], batch["b"]
         mode = cfg.gan_mode
 
@@ -115,13 +136,13 @@ class CycleGAN:
         scalers.backward("disc", d_a_loss + d_b_loss)
         scalers.step("disc", opt["disc"])
         losses.update(d_a=d_a_loss, d_b=d_b_loss)
-        return {k: v.detach() for k, v in losses.items()}
+        return {r(k): v.detach() for k, v in losses.items()}
 
     @torch.no_grad()
     def sample(self, batch, amp) -> list:
         """Columns real_a, fake_b, rec_a, real_b, fake_a, rec_b for the sample grid."""
-        g_ab = for_inference(self.nets["gen_a2b"])
-        g_ba = for_inference(self.nets["gen_b2a"])
+        g_ab = for_inference(self.nets[self._n("gen_a2b")])
+        g_ba = for_inference(self.nets[self._n("gen_b2a")])
         with amp:
             fake_b = g_ab(batch["a"]).float()
             rec_a = g_ba(fake_b).float()

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import LoopConfig, Pix2PixConfig
+from ..config import DIRECTIONS, LoopConfig, Pix2PixConfig
 from ..losses import adversarial_loss, gradient_penalty
 from ..models import build_discriminator, build_generator
 from ..nn import init_weights
@@ -41,48 +41,61 @@ def discriminator_kwargs(cfg, input_nc: int) -> dict:
 
 
 class Pix2Pix:
-    """Networks ``gen_a2b`` and ``disc_b`` and their train step.
+    """Networks ``gen_a2b`` and ``disc_b`` (``gen_b2a`` and ``disc_a`` for direction b2a) and their
+    train step.
+
+    Net names always name dataset domains: a run trained from B to A (``--direction BtoA``) has
+    the generator ``gen_b2a`` and the discriminator ``disc_a`` that judges domain A. Batches hold
+    the model input under ``"a"`` and the target under ``"b"`` whatever the direction (the data
+    loader puts the input domain first).
 
     Args:
         cfg: model section of the run configuration.
-        input_nc, output_nc: channels of domain A (input) and B (target).
+        input_nc, output_nc: channels of the input and target images.
         device: where the networks live.
         seed: unused (pix2pix has no random state of its own); every method takes it.
+        direction: "a2b" (domain A is the input) or "b2a".
     """
 
     name = "pix2pix"
     optimizer_names = ("gen", "disc")
     paired = True  # aligned (A, B) pairs
 
-    def __init__(self, cfg: Pix2PixConfig, input_nc: int, output_nc: int, device: torch.device, seed: int = 0):
+    def __init__(self, cfg: Pix2PixConfig, input_nc: int, output_nc: int, device: torch.device,
+                 seed: int = 0, direction: str = "a2b"):
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
         self.cfg = cfg
         self.device = device
+        self.direction = direction
+        self.gen_name = f"gen_{direction}"
+        self.disc_name = f"disc_{direction[-1]}"  # judges the target domain
         gen = build_generator(cfg.netG, **generator_kwargs(cfg, input_nc, output_nc))
         disc = build_discriminator(cfg.netD, **discriminator_kwargs(cfg, input_nc + output_nc))
         for net in (gen, disc):
             init_weights(net, cfg.init_type, cfg.init_gain)
-        self.nets = nn.ModuleDict({"gen_a2b": gen, "disc_b": disc}).to(device)
+        self.nets = nn.ModuleDict({self.gen_name: gen, self.disc_name: disc}).to(device)
         self.train_nets = dict(self.nets)  # what train_step calls: the nets, or their DDP wrappers
-        self.generators = {"a2b": "gen_a2b"}  # direction -> net name, for the translator folder
+        self.generators = {direction: self.gen_name}  # direction -> net name, for the translator folder
 
     @property
     def size_multiple(self) -> int:
-        return self.nets["gen_a2b"].size_multiple
+        return self.nets[self.gen_name].size_multiple
 
     def make_optimizers(self, loop: LoopConfig) -> Dict[str, torch.optim.Optimizer]:
         betas = (loop.beta1, loop.beta2)
         return {
-            "gen": adam(self.nets["gen_a2b"].parameters(), loop.lr, betas, self.device),
-            "disc": adam(self.nets["disc_b"].parameters(), loop.lr, betas, self.device),
+            "gen": adam(self.nets[self.gen_name].parameters(), loop.lr, betas, self.device),
+            "disc": adam(self.nets[self.disc_name].parameters(), loop.lr, betas, self.device),
         }
 
     def train_step(self, batch, opt, scalers: Scalers, amp) -> Dict[str, torch.Tensor]:
-        """One G and one D update on ``batch`` {"a": (B, Ci, H, W), "b": (B, Co, H, W)} in [-1, 1].
+        """One G and one D update on ``batch`` {"a": input (B, Ci, H, W), "b": target (B, Co, H, W)} in [-1, 1].
 
         Returns detached scalar losses (no host synchronisation here).
         """
-        cfg, gen, disc = self.cfg, self.train_nets["gen_a2b"], self.train_nets["disc_b"]
-        disc_raw = self.nets["disc_b"]  # G step: D is frozen, so no gradient sync is wanted
+        cfg, gen, disc = self.cfg, self.train_nets[self.gen_name], self.train_nets[self.disc_name]
+        disc_raw = self.nets[self.disc_name]  # G step: D is frozen, so no gradient sync is wanted
         real_a, real_b = batch["a"], batch["b"]
         with amp:
             fake_b = gen(real_a)  # (B, Co, H, W)
@@ -122,7 +135,7 @@ class Pix2Pix:
     @torch.no_grad()
     def sample(self, batch, amp) -> list:
         """Image columns for the sample grid: input, output, target, each (B, C, H, W)."""
-        gen = for_inference(self.nets["gen_a2b"])
+        gen = for_inference(self.nets[self.gen_name])
         with amp:
             fake_b = gen(batch["a"]).float()
         return [batch["a"], fake_b, batch["b"]]

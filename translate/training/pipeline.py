@@ -23,12 +23,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..config import RunConfig
+from ..errors import UserError
 from ..methods import Method, build_method, get_method
 from ..methods.common import linear_decay
 from ..runtime import Scalers, autocast
 
 
-class TrainingError(Exception):
+class TrainingError(UserError):
     """Training cannot start or go on; the message says why and what to do."""
 
 
@@ -187,7 +188,8 @@ def build_trainables(cfg: RunConfig, device: torch.device, rank: int = 0, distri
     """
     loop, d = cfg.loop, cfg.data
     torch.manual_seed(loop.seed)  # the same initial weights on every rank
-    method = build_method(cfg.method, cfg.model, d.input_nc, d.output_nc, device, seed=loop.seed + 1000 * rank)
+    method = build_method(cfg.method, cfg.model, d.input_nc, d.output_nc, device, seed=loop.seed + 1000 * rank,
+                          direction=d.generator_direction)
     if distributed:
         torch.manual_seed(loop.seed + 1000 * rank)
     check_sizes(cfg, method.size_multiple)

@@ -1,18 +1,26 @@
-"""``losses.png``: loss curves drawn from ``log.jsonl`` with OpenCV (no plotting dependency)."""
+"""``losses.png``: loss curves drawn from ``log.jsonl`` with matplotlib (Agg, no display needed).
+
+One panel per logged value, x = optimisation step (integer ticks). Each loss is drawn raw (thin,
+faint) and smoothed with a debiased exponential moving average (thick), so the trend of a noisy
+GAN loss is readable; a loss whose positive values span more than two decades gets a log scale.
+Values logged only now and then (evaluation metrics) are drawn as points joined by a line.
+"""
 
 from __future__ import annotations
 
+import io
 import json
+import math
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import numpy as np
 
-from ..data.io import write_image
+from ..fsutil import atomic_write_bytes
 
 _SKIP = {"step", "epoch", "lr", "images_per_s"}
-_COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]  # RGB
+SMOOTHING = 0.9  # EMA weight of the past; TensorBoard's default slider is 0.6 on every point
+LOG_SCALE_DECADES = 2.0  # positive values spanning more than this many decades: log y axis
 
 
 def read_log(path: Path) -> List[Dict]:
@@ -25,38 +33,75 @@ def read_log(path: Path) -> List[Dict]:
     return records
 
 
+def ema(values: Sequence[float], weight: float = SMOOTHING) -> np.ndarray:
+    """Debiased exponential moving average: the first points are not pulled towards zero."""
+    out, acc, norm = [], 0.0, 0.0
+    for v in values:
+        acc = weight * acc + (1.0 - weight) * v
+        norm = weight * norm + (1.0 - weight)
+        out.append(acc / norm)
+    return np.asarray(out, dtype=np.float64)
+
+
+def wants_log_scale(values: Sequence[float]) -> bool:
+    """True when every value is positive and they span more than LOG_SCALE_DECADES decades."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return v.size > 1 and bool(np.all(v > 0)) and math.log10(v.max() / v.min()) > LOG_SCALE_DECADES
+
+
+def loss_keys(records: List[Dict]) -> List[str]:
+    """Numeric keys of the log in first-seen order (losses, then e.g. evaluation metrics)."""
+    keys: Dict[str, None] = {}
+    for r in records:
+        for k, v in r.items():
+            if k not in _SKIP and isinstance(v, (int, float)) and not isinstance(v, bool):
+                keys.setdefault(k)
+    return list(keys)
+
+
+def loss_figure(records: List[Dict], width: int = 900, panel_height: int = 180):
+    """The matplotlib Figure of ``losses.png`` (one panel per key of :func:`loss_keys`)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    keys = loss_keys(records)
+    dpi = 100
+    fig = Figure(figsize=(width / dpi, panel_height * max(1, len(keys)) / dpi), dpi=dpi, layout="constrained")
+    axes = fig.subplots(max(1, len(keys)), 1, sharex=True, squeeze=False)[:, 0]
+    for i, (ax, key) in enumerate(zip(axes, keys)):
+        pts = [(r["step"], float(r[key])) for r in records if key in r and "step" in r
+               and isinstance(r[key], (int, float)) and math.isfinite(r[key])]
+        ax.set_ylabel(key)
+        ax.grid(True, alpha=0.3)
+        if not pts:
+            continue
+        steps, vals = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+        color = f"C{i % 10}"
+        sparse = len(pts) < 0.5 * len(records)  # logged now and then: evaluation records
+        log_scale = wants_log_scale(vals)
+        if sparse or len(pts) < 3:
+            ax.plot(steps, vals, "o-", color=color, markersize=3, linewidth=1, label=key)
+        else:
+            smooth = 10 ** ema(np.log10(vals)) if log_scale else ema(vals)  # averaged as drawn
+            ax.plot(steps, vals, color=color, alpha=0.3, linewidth=0.8, label="raw")
+            ax.plot(steps, smooth, color=color, linewidth=1.6, label=f"EMA {SMOOTHING}")
+            ax.legend(loc="upper right", fontsize="small", frameon=False)
+        if log_scale:
+            ax.set_yscale("log")
+    axes[-1].set_xlabel("step")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig
+
+
 def plot_losses(log_path: Path, out_path: Path, width: int = 900, panel_height: int = 180) -> Path:
     """One panel per loss (own y scale), x = step; written atomically as PNG."""
-    import cv2
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    records = read_log(log_path)
-    keys = [k for k in (records[0] if records else {}) if k not in _SKIP and isinstance(records[0][k], (int, float))]
-    n = max(1, len(keys))
-    img = np.full((panel_height * n, width, 3), 255, np.uint8)
-    left, right, top, bottom = 70, 20, 24, 22
-    steps = np.array([r["step"] for r in records], np.float64) if records else np.zeros(0)
-    for p, key in enumerate(keys):
-        y0 = p * panel_height
-        vals = np.array([r.get(key, np.nan) for r in records], np.float64)
-        ok = np.isfinite(vals)
-        color = _COLORS[p % len(_COLORS)][::-1]  # BGR for OpenCV
-        x_px = (left, width - right)
-        y_px = (y0 + top, y0 + panel_height - bottom)
-        cv2.rectangle(img, (x_px[0], y_px[0]), (x_px[1], y_px[1]), (200, 200, 200), 1)
-        cv2.putText(img, key, (left + 6, y0 + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
-        if ok.sum() == 0:
-            continue
-        lo, hi = float(np.min(vals[ok])), float(np.max(vals[ok]))
-        if hi - lo < 1e-12:
-            lo, hi = lo - 0.5, hi + 0.5
-        s_lo, s_hi = float(steps.min()), float(max(steps.max(), steps.min() + 1))
-        xs = x_px[0] + (steps[ok] - s_lo) / (s_hi - s_lo) * (x_px[1] - x_px[0])
-        ys = y_px[1] - (vals[ok] - lo) / (hi - lo) * (y_px[1] - y_px[0])
-        pts = np.stack([xs, ys], 1).round().astype(np.int32)
-        cv2.polylines(img, [pts], False, color, 1, cv2.LINE_AA)
-        for text, yy in ((f"{hi:.3g}", y_px[0] + 10), (f"{lo:.3g}", y_px[1])):
-            cv2.putText(img, text, (4, yy), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (80, 80, 80), 1, cv2.LINE_AA)
-        cv2.putText(img, f"step {int(s_lo)}", (x_px[0], y_px[1] + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (80, 80, 80), 1)
-        cv2.putText(img, f"{int(s_hi)}", (x_px[1] - 40, y_px[1] + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (80, 80, 80), 1)
-    write_image(out_path, img[:, :, ::-1])  # drawn in OpenCV's BGR order; write_image takes RGB
+    fig = loss_figure(read_log(log_path), width, panel_height)
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(Path(out_path), buf.getvalue())
     return Path(out_path)

@@ -14,14 +14,15 @@ from typing import Any, Dict, Optional, Sequence
 import torch
 
 from ..checkpoint import versions
-from ..config import RunConfig
+from ..config import RunConfig, swap_domains
+from ..errors import UserError
 from ..fsutil import atomic_torch_save, atomic_write_text
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: net names name dataset domains (a BtoA pix2pix run has gen_b2a, disc_a)
 STATE_FILE = Path("train_state") / "latest.pt"
 
 
-class ResumeError(Exception):
+class ResumeError(UserError):
     """The saved state cannot continue this run; the message says why and what to do."""
 
 
@@ -75,9 +76,24 @@ def load_state(run_dir: Path) -> Dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt or foreign file
         raise ResumeError(f"{path} cannot be loaded ({type(e).__name__}: {e})") from None
-    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+    if not isinstance(state, dict) or state.get("version") not in (1, STATE_VERSION):
         raise ResumeError(f"{path} is not a resume state of this version of translate")
+    if state["version"] == 1 and _data_direction(run_dir) == "BtoA":
+        # Version 1 named the nets of a BtoA run as if it were AtoB (its B->A generator was
+        # gen_a2b): rename them to the domains they translate and judge.
+        for key in ("nets", "ema"):
+            if state.get(key):
+                state[key] = {swap_domains(name): value for name, value in state[key].items()}
+    state["version"] = STATE_VERSION
     return state
+
+
+def _data_direction(run_dir: Path) -> str:
+    try:
+        doc = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
+        return doc["config"]["data"]["direction"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "AtoB"
 
 
 def check_same_model(saved: Dict[str, Any], current: Dict[str, Any], run_dir: Path) -> None:
