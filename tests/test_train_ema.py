@@ -61,3 +61,15 @@ def test_translator_exports_the_average_and_resume_is_exact(tmp_path):
     again = load_state(resumed.run_dir)["ema"]["gen_a2b"]
     for k, v in state["ema"]["gen_a2b"].items():
         assert torch.equal(v, again[k]), f"average {k} differs after resume"
+
+
+def test_average_is_on_by_default_and_zero_turns_it_off(ab_data, tmp_path):
+    from translate.config import LoopConfig
+
+    assert LoopConfig().ema_decay == 0.999
+    run = train(tiny_cfg("pix2pix", ab_data, tmp_path / "ck", max_steps=2, ema_decay=0.0)).run_dir
+    state = load_state(run)
+    assert "ema" not in state
+    gen = load_generator(run, "a2b").state_dict()
+    for k, v in gen.items():
+        assert torch.equal(v, state["nets"]["gen_a2b"][k])
