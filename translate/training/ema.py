@@ -47,18 +47,25 @@ class GeneratorEMA:
             avg = copy.deepcopy(net)
             avg.requires_grad_(False)
             self.nets[name] = avg
+        # Parameter lists built once: the update runs after every optimisation step.
+        self._pairs = [(list(self.nets[n].parameters()), list(src.parameters())) for n, src in self.sources.items()]
 
     @torch.no_grad()
     def update(self, step: int) -> None:
         """Fold the current weights in, after optimisation step ``step`` (1-based)."""
         weight = 1.0 - ema_decay_at(self.decay, step)
+        for avg_params, src_params in self._pairs:
+            torch._foreach_lerp_(avg_params, src_params, weight)
+
+    @torch.no_grad()
+    def _copy_buffers(self) -> None:
+        # Buffers (batch-norm running statistics) are copied when the average is read, not per step.
         for name, src in self.sources.items():
-            avg = self.nets[name]
-            torch._foreach_lerp_(list(avg.parameters()), list(src.parameters()), weight)
-            for b_avg, b_src in zip(avg.buffers(), src.buffers()):
+            for b_avg, b_src in zip(self.nets[name].buffers(), src.buffers()):
                 b_avg.copy_(b_src)
 
     def state_dict(self) -> Dict[str, Dict[str, torch.Tensor]]:
+        self._copy_buffers()
         return {name: net.state_dict() for name, net in self.nets.items()}
 
     def load_state_dict(self, state: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
@@ -73,6 +80,7 @@ class GeneratorEMA:
     @contextlib.contextmanager
     def swapped_into(self, nets: nn.ModuleDict) -> Iterator[None]:
         """Inside the block, ``nets[name]`` is the averaged network (for samples and exports)."""
+        self._copy_buffers()
         raw = {name: nets[name] for name in self.nets}
         try:
             for name, avg in self.nets.items():
