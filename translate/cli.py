@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_bench_parser(sub)
 
+    from .serve import add_serve_parser
+
+    add_serve_parser(sub)
+
     from .config import DataConfig
 
     layouts = next(f for f in dataclasses.fields(DataConfig) if f.name == "layout").metadata["choices"]

@@ -152,16 +152,9 @@ def plan(base: Path, files: List[Path], output: Path, ext: str, overwrite: bool,
 
 def _fit_format(arr: np.ndarray, dst: Path) -> np.ndarray:
     """Adapt an output array to what its file format stores (JPEG: 8-bit, no alpha)."""
-    from .data.io import to_channels
+    from .data.io import fit_to_format
 
-    ext = dst.suffix.lower()
-    if arr.dtype == np.uint16 and ext not in (".png", ".tif", ".tiff"):
-        arr = np.rint(arr.astype(np.float32) / 257.0).astype(np.uint8)
-    if arr.ndim == 3 and arr.shape[2] in (2, 4) and ext in (".jpg", ".jpeg"):
-        arr = to_channels(arr[:, :, :-1], arr.shape[2] - 1) if arr.shape[2] == 2 else to_channels(arr, 3)
-    if arr.ndim == 3 and arr.shape[2] == 2:  # gray + alpha: formats store it as RGBA
-        arr = np.concatenate([np.repeat(arr[:, :, :1], 3, axis=2), arr[:, :, 1:]], axis=2)
-    return arr
+    return fit_to_format(arr, dst.suffix)
 
 
 def convert(translator, input, output, *, direction: Optional[str] = None, batch_size: int = 4,

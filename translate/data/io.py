@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
@@ -55,6 +56,10 @@ class ImageReadError(Exception):
         return (type(self), (self.path, self.reason))
 
 
+class ImageTooLargeError(ImageReadError):
+    """The image has more pixels than the ``max_pixels`` guard allows."""
+
+
 # ----------------------------------------------------------------------------------- reading
 
 
@@ -85,6 +90,28 @@ def read_image(path: PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
         raise ImageReadError(path, f"cannot read the file ({err.strerror or err})") from None
+    return decode_image(data, path, max_pixels=max_pixels)
+
+
+def decode_image(data: Union[bytes, bytearray, memoryview, np.ndarray], name: PathLike = "<bytes>",
+                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decodes an encoded image held in memory, with the same rules as :func:`read_image`.
+
+    Args:
+        data: The encoded file's bytes (or a uint8 array of them).
+        name: What error messages call the data (a file name, "upload"...).
+        max_pixels: See :func:`read_image`.
+
+    Returns:
+        ``(H, W, C)`` array as :func:`read_image` returns it.
+
+    Raises:
+        ImageReadError: Empty, not an image, truncated, or an unsupported sample type or
+            channel count; :class:`ImageTooLargeError` for more pixels than ``max_pixels``.
+    """
+    path = name
+    if not isinstance(data, np.ndarray):
+        data = np.frombuffer(data, dtype=np.uint8)
     if data.size == 0:
         raise ImageReadError(path, "the file is empty (0 bytes)")
 
@@ -118,6 +145,39 @@ def read_image(path: PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -
     return _normalise_decoded(path, img)
 
 
+@dataclass(frozen=True)
+class ImageProbe:
+    """What the first bytes of an encoded image say, without decoding any pixel.
+
+    Attributes:
+        format: "jpeg", "png", "webp", "bmp", "tiff", or None when the bytes are no known image.
+        size: ``(width, height)`` from the header, or None when the header does not give it.
+        problem: Why the file is malformed or truncated, or None.
+    """
+
+    format: Optional[str]
+    size: Optional[Tuple[int, int]]
+    problem: Optional[str]
+
+
+def probe_image(data: Union[bytes, bytearray, memoryview, np.ndarray]) -> ImageProbe:
+    """Recognises an image by its content and reads its size from the header.
+
+    Works on JPEG, PNG, WebP, BMP and TIFF (first image of the file); checks that JPEG, PNG and
+    WebP files are complete. Cheap: no pixel is decoded, so it can guard a decoder against
+    files that would expand to too many pixels.
+    """
+    if not isinstance(data, np.ndarray):
+        data = np.frombuffer(data, dtype=np.uint8)
+    fmt = _sniff_format(data[:64].tobytes())
+    if fmt is None:
+        return ImageProbe(None, None, None)
+    problem, size = _check_container(fmt, data)
+    if fmt == "tiff" and size is None:
+        size = _tiff_size(data)
+    return ImageProbe(fmt, size, problem)
+
+
 def _last_line(err: Exception) -> str:
     """The informative part of an OpenCV error (its last non-empty line)."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
@@ -126,7 +186,7 @@ def _last_line(err: Exception) -> str:
 
 def _check_pixels(path: Path, width: int, height: int, max_pixels: Optional[int]) -> None:
     if max_pixels is not None and width * height > max_pixels:
-        raise ImageReadError(
+        raise ImageTooLargeError(
             path,
             f"the image is {width}x{height} = {width * height} pixels, more than max_pixels="
             f"{max_pixels} (a guard against decompression bombs; raise max_pixels to allow it)",
@@ -290,6 +350,36 @@ def _bmp_size(head: bytes) -> Optional[Tuple[int, int]]:
     return abs(width), abs(height)
 
 
+def _tiff_size(data: np.ndarray) -> Optional[Tuple[int, int]]:
+    """Width and height from the first IFD of a TIFF (tags 256 and 257), or None."""
+    buf = data[:65536].tobytes()  # the first IFD is almost always near the start
+    if len(buf) < 8:
+        return None
+    order = "little" if buf[:2] == b"II" else "big"
+    offset = int.from_bytes(buf[4:8], order)
+    if offset + 2 > len(buf):
+        return None
+    count = int.from_bytes(buf[offset:offset + 2], order)
+    width = height = None
+    for k in range(count):
+        entry = offset + 2 + 12 * k
+        if entry + 12 > len(buf):
+            return None
+        tag = int.from_bytes(buf[entry:entry + 2], order)
+        kind = int.from_bytes(buf[entry + 2:entry + 4], order)
+        if tag in (256, 257):
+            # SHORT (3) values sit in the first two bytes of the value field, LONG (4) in four.
+            size = 2 if kind == 3 else 4
+            value = int.from_bytes(buf[entry + 8:entry + 8 + size], order)
+            if tag == 256:
+                width = value
+            else:
+                height = value
+    if width is None or height is None:
+        return None
+    return width, height
+
+
 # -------------------------------------------------------------------------------- conversion
 
 
@@ -401,9 +491,27 @@ def write_image(path: PathLike, img: np.ndarray, quality: Optional[int] = None) 
             alpha in JPEG, float data, wrong shape).
         OSError: The file cannot be written.
     """
-    path, ext = Path(path), Path(path).suffix.lower()
+    path = Path(path)
+    atomic_write_bytes(path, encode_image(img, path.suffix, quality=quality, name=path))
+
+
+def encode_image(img: np.ndarray, ext: str, quality: Optional[int] = None,
+                 name: PathLike = "<image>") -> bytes:
+    """Encodes an image array into the bytes of an image file (see :func:`write_image`).
+
+    Args:
+        img: As for :func:`write_image`.
+        ext: The format as a file extension: ".png", "jpg", ".webp", ...
+        quality: As for :func:`write_image`.
+        name: What error messages call the output.
+
+    Raises:
+        ValueError: As for :func:`write_image`.
+    """
+    path = name
+    ext = ext.lower() if ext.startswith(".") else "." + ext.lower()
     if ext not in IMAGE_EXTENSIONS:
-        raise ValueError(f"{path}: unknown image extension {path.suffix!r}; "
+        raise ValueError(f"{path}: unknown image extension {ext!r}; "
                          f"use one of {', '.join(IMAGE_EXTENSIONS)}")
     if img.ndim == 2:
         img = img[:, :, None]
@@ -432,4 +540,24 @@ def write_image(path: PathLike, img: np.ndarray, quality: Optional[int] = None) 
     ok, encoded = cv2.imencode(ext, bgr, params)
     if not ok:
         raise ValueError(f"{path}: OpenCV cannot encode a {img.shape} {img.dtype} image as {ext}")
-    atomic_write_bytes(path, encoded.tobytes())
+    return encoded.tobytes()
+
+
+def fit_to_format(arr: np.ndarray, ext: str) -> np.ndarray:
+    """Adapts an image array to what a file format stores, as ``translate convert`` writes it.
+
+    16-bit samples become 8-bit outside PNG/TIFF; JPEG drops alpha; gray + alpha becomes RGBA
+    (no format stores two channels).
+
+    Args:
+        arr: ``(H, W)`` or ``(H, W, C)`` array, ``C`` in 1-4, uint8 or uint16.
+        ext: The output format as an extension (".png", "jpg", ...).
+    """
+    ext = ext.lower() if ext.startswith(".") else "." + ext.lower()
+    if arr.dtype == np.uint16 and ext not in _SIXTEEN_BIT_EXTENSIONS:
+        arr = np.rint(arr.astype(np.float32) / 257.0).astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[2] in (2, 4) and ext in (".jpg", ".jpeg"):
+        arr = to_channels(arr[:, :, :-1], arr.shape[2] - 1) if arr.shape[2] == 2 else to_channels(arr, 3)
+    if arr.ndim == 3 and arr.shape[2] == 2:  # gray + alpha: formats store it as RGBA
+        arr = np.concatenate([np.repeat(arr[:, :, :1], 3, axis=2), arr[:, :, 1:]], axis=2)
+    return arr
