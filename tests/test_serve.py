@@ -19,7 +19,7 @@ import torch
 pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
 pytest.importorskip("httpx", reason="httpx (for FastAPI's TestClient) is not installed")
 
-from conftest import make_translator, repo_root  # noqa: E402
+from conftest import make_translator, repo_root, write_image_file  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from translate import Translator  # noqa: E402
@@ -450,3 +450,32 @@ def test_sigterm_answers_in_flight_requests_then_exits(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.slow
+def test_load_tool_checks_every_answer_under_malformed_traffic(tmp_path):
+    import json
+
+    folder = make_translator(tmp_path / "t")
+    images = tmp_path / "images"
+    for k, (h, w) in enumerate(((32, 40), (33, 21), (32, 40))):
+        write_image_file(images / f"{k}.png", _img(h, w, seed=k))
+    proc, url = start_server(folder, "--max-bytes", "100000")
+    try:
+        out = tmp_path / "report.json"
+        res = subprocess.run([sys.executable, str(repo_root() / "tools" / "load_serve.py"), url, "--images",
+                              str(images), "--clients", "3", "--seconds", "60", "--mode", "malformed",
+                              "--malformed", "14", "--json", str(out)],
+                             cwd=repo_root(), env={**os.environ, "PYTHONPATH": str(repo_root())},
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stdout + res.stderr
+        report = json.loads(out.read_text())
+        assert report["by_status"]["200"] == 14 and report["wrong_count"] == 0
+        kinds = {k.split(":")[1] for k in report["by_status"] if k.startswith("bad:")}
+        assert kinds == {"not_an_image", "truncated_png", "truncated_jpeg", "pixel_bomb", "over_max_bytes",
+                         "empty_body", "bad_format"}
+        assert report["server_alive_after"] and report["rss_mb"]["start"] > 0
+        assert report["latency_200_s"]["p99"] >= report["latency_200_s"]["p50"] > 0
+    finally:
+        proc.terminate()
+        proc.wait(30)
