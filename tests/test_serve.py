@@ -479,3 +479,21 @@ def test_load_tool_checks_every_answer_under_malformed_traffic(tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_a_failing_batch_is_a_json_500_and_the_server_goes_on(tmp_path):
+    t = Translator.load(make_translator(tmp_path / "t"), device="cpu")
+    real, calls = t.translate_tensor, []
+
+    def flaky(x, direction=None):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(x, direction)
+
+    t.translate_tensor = flaky
+    with TestClient(create_app(t, ServeOptions(max_wait_ms=0))) as c:
+        r = c.post("/v1/translate", content=_png(_img()))
+        assert r.status_code == 500 and r.json()["error"] == "translation_failed"
+        assert "out of memory" in r.json()["detail"]
+        assert c.post("/v1/translate", content=_png(_img())).status_code == 200

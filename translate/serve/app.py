@@ -285,6 +285,10 @@ def create_app(translator, options: Optional[ServeOptions] = None) -> FastAPI:
     async def _http_error(_request, exc: StarletteHTTPException):
         return ServeError(exc.status_code, "http_error", str(exc.detail), dict(exc.headers or {})).response()
 
+    @app.exception_handler(Exception)
+    async def _bug(_request, exc: Exception):
+        return ServeError(500, "internal_error", f"{type(exc).__name__}: {exc}").response()
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request, exc: RequestValidationError):
         detail = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
@@ -337,7 +341,10 @@ def create_app(translator, options: Optional[ServeOptions] = None) -> FastAPI:
         if not result.done():  # the client went away: drop its request before the network runs it
             result.cancel()
             return Response(status_code=499)
-        y = result.result()
+        try:
+            y = result.result()
+        except Exception as e:  # noqa: BLE001 - e.g. out of memory on this batch; the server goes on
+            raise ServeError(500, "translation_failed", f"the network failed on this request: {e}") from None
         out = await service.in_thread(service.encode, y, hw, prepared, fmt, quality)
         return Response(out, media_type=MEDIA_TYPES[fmt])
 

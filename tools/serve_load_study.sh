@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The load figures of docs/serve.md, one scenario per call, on one machine over loopback.
+#
+#   tools/serve_load_study.sh throughput CHECKPOINT IMAGES [OUT]   convert vs serve with 16 clients
+#   tools/serve_load_study.sh overload   CHECKPOINT IMAGES [OUT]   32 clients, --max-queue 16, 2 minutes
+#   tools/serve_load_study.sh malformed  CHECKPOINT IMAGES [OUT]   200 bad requests mixed with good ones
+#
+# Each call starts `translate serve` on a free port, waits for /healthz, runs
+# tools/load_serve.py, stops the server with SIGTERM and writes OUT/<scenario>.json (default OUT:
+# a new temp folder). Set PYTHON to the interpreter that has translate installed (default python3)
+# and DEVICE (default cpu). Exit status: the load tool's (0 when every answer was right).
+set -euo pipefail
+scenario=${1:?scenario: throughput, overload or malformed}
+ckpt=${2:?checkpoint}
+images=${3:?image folder}
+out=${4:-$(mktemp -d)}
+PYTHON=${PYTHON:-python3}
+DEVICE=${DEVICE:-cpu}
+mkdir -p "$out"
+port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+url="http://127.0.0.1:$port"
+
+serve_args=()
+load_args=()
+case "$scenario" in
+    throughput)
+        # The reference: the same images through `translate convert` on the same device.
+        rm -rf "$out/convert"
+        "$PYTHON" -m translate convert "$ckpt" "$images" "$out/convert" --device "$DEVICE" --no-progress \
+            --ext png 2>&1 | tee "$out/convert.log"
+        load_args=(--clients 16 --seconds 90 --warmup 5) ;;
+    overload)
+        serve_args=(--max-queue 16)
+        load_args=(--clients 32 --seconds 120 --warmup 10) ;;
+    malformed)
+        serve_args=(--max-bytes 2000000)
+        load_args=(--clients 16 --seconds 480 --mode malformed --malformed 200) ;;
+    *) echo "unknown scenario $scenario (throughput, overload, malformed)" >&2; exit 2 ;;
+esac
+
+"$PYTHON" -m translate serve "$ckpt" --port "$port" --device "$DEVICE" --log-level warning "${serve_args[@]}" \
+    > "$out/server-$scenario.log" 2>&1 &
+server=$!
+trap 'kill -TERM $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 120); do
+    if curl -fs "$url/healthz" >/dev/null 2>&1; then break; fi
+    sleep 0.5
+done
+echo "load: $(uptime)"
+"$PYTHON" tools/load_serve.py "$url" --images "$images" --json "$out/$scenario.json" "${load_args[@]}"
