@@ -271,3 +271,21 @@ def test_write_failure_keeps_old_file_and_removes_temp(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert os.listdir(tmp_path) == ["keep.png"]
     np.testing.assert_array_equal(read_image(path), old)
+
+
+def test_in_memory_decode_encode_and_header_probe(tmp_path):
+    from translate.data.io import ImageTooLargeError, decode_image, encode_image, probe_image, read_image
+
+    img = np.random.default_rng(1).integers(0, 65536, (9, 13, 3), dtype=np.uint16)
+    data = encode_image(img, "png")
+    (tmp_path / "x.png").write_bytes(data)
+    np.testing.assert_array_equal(decode_image(data), read_image(tmp_path / "x.png"))
+    np.testing.assert_array_equal(decode_image(data), img)  # 16-bit survives the round trip
+    assert probe_image(data) == probe_image(np.frombuffer(data, np.uint8))
+    assert (probe_image(data).format, probe_image(data).size, probe_image(data).problem) == ("png", (13, 9), None)
+    assert probe_image(b"hello, not an image").format is None
+    assert "truncated" in probe_image(data[:40]).problem
+    with pytest.raises(ImageTooLargeError, match="upload: the image is 13x9"):
+        decode_image(data, "upload", max_pixels=100)
+    with pytest.raises(ValueError, match="cannot store 16-bit"):
+        encode_image(img, ".jpg")

@@ -111,7 +111,8 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--workers", type=int, default=2, help="decode/encode threads (default 2)")
     p.add_argument("--token", default=None,
                    help=f"bearer token required on every route but /healthz (or env {TOKEN_ENV})")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="server log detail (default info: one line per request)")
     p.set_defaults(func=_cmd_serve)
 
 
