@@ -44,12 +44,18 @@ def _percentile(values: List[float], q: float) -> Optional[float]:
     return float(np.percentile(values, q)) if values else None
 
 
-async def _rss(client, url: str) -> Optional[int]:
+async def _metric(client, url: str, name: str) -> Optional[float]:
+    """One unlabelled series of the server's /metrics, or None."""
     r = await client.get(url + "/metrics")
     for line in r.text.splitlines():
-        if line.startswith("process_resident_memory_bytes "):
-            return int(float(line.split()[1]))
+        if line.startswith(name + " "):
+            return float(line.split()[1])
     return None
+
+
+async def _rss(client, url: str) -> Optional[int]:
+    value = await _metric(client, url, "process_resident_memory_bytes")
+    return None if value is None else int(value)
 
 
 def _bomb_png(max_side: int = 30000) -> bytes:
@@ -113,6 +119,7 @@ async def run(args) -> Dict:
 
             await asyncio.gather(*(warm(c) for c in range(args.clients)))
         rss_start = await _rss(client, args.url)
+        batches0 = [await _metric(client, args.url, f"translate_batch_size_{k}") or 0.0 for k in ("sum", "count")]
         rss_peak = [rss_start or 0]
         stats: Dict[str, List[float]] = {}
         counts: Dict[str, int] = {}
@@ -183,6 +190,7 @@ async def run(args) -> Dict:
         watcher.cancel()
         await asyncio.sleep(0.5)
         rss_end = await _rss(client, args.url)
+        batches1 = [await _metric(client, args.url, f"translate_batch_size_{k}") or 0.0 for k in ("sum", "count")]
         alive = (await client.get(args.url + "/healthz")).status_code == 200
 
     ok200 = stats.get("200", [])
@@ -193,6 +201,8 @@ async def run(args) -> Dict:
         "latency_200_s": {f"p{q}": _r(_percentile(ok200, q)) for q in (50, 95, 99)},
         "latency_503_s": {f"p{q}": _r(_percentile(busy, q)) for q in (50, 99)} if busy else None,
         "by_status": dict(sorted(counts.items())),
+        "mean_batch_size": (round((batches1[0] - batches0[0]) / (batches1[1] - batches0[1]), 2)
+                            if batches1[1] > batches0[1] else None),
         "wrong": wrong[:20], "wrong_count": len(wrong),
         "rss_mb": {"start": _mb(rss_start), "peak": _mb(rss_peak[0]), "end": _mb(rss_end)},
         "rss_growth_pct": round(100.0 * (rss_end - rss_start) / rss_start, 2) if rss_start and rss_end else None,

@@ -24,10 +24,15 @@ serve_args=()
 load_args=()
 case "$scenario" in
     throughput)
-        # The reference: the same images through `translate convert` on the same device.
-        rm -rf "$out/convert"
-        "$PYTHON" -m translate convert "$ckpt" "$images" "$out/convert" --device "$DEVICE" --no-progress \
-            --ext png 2>&1 | tee "$out/convert.log"
+        # The reference: the same images through `translate convert` on the same device, before
+        # and after the server's run (the machine's load may drift), at its default batch size
+        # and at the server's --max-batch.
+        for run in before-b4:4 before-b8:8; do
+            rm -rf "$out/convert"
+            echo "convert ${run%%:*} (batch ${run##*:}): $(uptime)"
+            "$PYTHON" -m translate convert "$ckpt" "$images" "$out/convert" --device "$DEVICE" --no-progress \
+                --ext png --batch-size "${run##*:}" 2>&1 | tee "$out/convert-${run%%:*}.log"
+        done
         load_args=(--clients 16 --seconds 90 --warmup 5) ;;
     overload)
         serve_args=(--max-queue 16)
@@ -47,4 +52,13 @@ for _ in $(seq 1 120); do
     sleep 0.5
 done
 echo "load: $(uptime)"
-"$PYTHON" tools/load_serve.py "$url" --images "$images" --json "$out/$scenario.json" "${load_args[@]}"
+status=0
+"$PYTHON" tools/load_serve.py "$url" --images "$images" --json "$out/$scenario.json" "${load_args[@]}" || status=$?
+if [ "$scenario" = throughput ]; then
+    kill -TERM $server; wait $server 2>/dev/null || true
+    rm -rf "$out/convert"
+    echo "convert after-b4 (batch 4): $(uptime)"
+    "$PYTHON" -m translate convert "$ckpt" "$images" "$out/convert" --device "$DEVICE" --no-progress \
+        --ext png 2>&1 | tee "$out/convert-after-b4.log"
+fi
+exit $status
