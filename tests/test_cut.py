@@ -238,3 +238,25 @@ def test_cli_options_and_identity_check():
             getattr(args, "model.nce_temperature"), getattr(args, "model.nce_idt")) == (2.0, "0,4", 128, 0.1, False)
     args = build_parser().parse_args(["train", "fastcut", "--data", "d", "--name", "n", "--nce-idt"])
     assert getattr(args, "model.nce_idt") is True
+
+
+# -- the benchmark rows
+
+
+def test_bench_reports_cut_and_fastcut_next_to_cyclegan():
+    from translate.bench import format_table, run_bench
+
+    result = run_bench(device="cpu", precisions="fp32", quick=True, what="train-cyclegan,train-cut,train-fastcut",
+                       windows=1, window_seconds=0.2, warmup=0, num_workers=0)
+    rows = {r["measurement"]: r for r in result["rows"]}
+    assert set(rows) == {"train-cyclegan", "train-cut", "train-fastcut"}
+    for w, row in rows.items():
+        assert row["unit"] == "it/s" and row["value"] > 0 and row["flops_per_item"] > 0, w
+        assert isinstance(row["peak_memory_bytes"], int)
+    # FastCUT translates one image per step, CUT two (identity NCE); at these tiny widths the
+    # 256-unit heads, not the generator, dominate, so neither is compared with CycleGAN here
+    assert rows["train-fastcut"]["flops_per_item"] < rows["train-cut"]["flops_per_item"]
+    table = format_table(result)
+    for w in ("train-cut", "train-fastcut"):
+        ratio = rows["train-cyclegan"]["value"] / rows[w]["value"]
+        assert f"{w} fp32: {1 / rows[w]['value']:.3f} s/iteration, {ratio:.2f}x CycleGAN's" in table
