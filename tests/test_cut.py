@@ -260,3 +260,28 @@ def test_bench_reports_cut_and_fastcut_next_to_cyclegan():
     for w in ("train-cut", "train-fastcut"):
         ratio = rows["train-cyclegan"]["value"] / rows[w]["value"]
         assert f"{w} fp32: {1 / rows[w]['value']:.3f} s/iteration, {ratio:.2f}x CycleGAN's" in table
+
+
+def test_bf16_autocast_step_keeps_the_loss_finite():
+    for name in ("cut", "fastcut"):
+        m = tiny(name)
+        opt = m.make_optimizers(RunConfig().loop)
+        losses = m.train_step(batch(), opt, Scalers(opt, "bf16", CPU), autocast(CPU, "bf16"))
+        assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in losses.values()), name
+
+
+@pytest.mark.slow
+def test_two_torchrun_processes_keep_identical_weights(tmp_path):
+    from test_distributed import tiny as ddp_cfg, torchrun
+
+    from conftest import repo_root
+
+    data = make_unpaired_dataset(tmp_path / "d", 6, 8)
+    cfg = ddp_cfg("fastcut", data, tmp_path / "ck", "ddp", loop={"batch_size": 1, "max_steps": 3})
+    r = torchrun(repo_root() / "tests" / "ddp_worker.py", json.dumps(cfg.to_dict()), tmp_path / "out")
+    assert r.returncode == 0, r.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / "out" / f"rank{k}.pt", weights_only=True) for k in (0, 1))
+    assert r0["step"] == r1["step"] == 3 and set(r0["nets"]) == {"gen_a2b", "proj_a2b", "disc_b"}
+    for net in r0["nets"]:
+        for k, v in r0["nets"][net].items():
+            assert torch.equal(v, r1["nets"][net][k]), f"{net}.{k} differs between ranks"

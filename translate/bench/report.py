@@ -136,7 +136,7 @@ def relative_to_cyclegan(rows) -> list:
         if r["measurement"] not in ("train-cut", "train-fastcut") or c is None or not r.get("value"):
             continue
         text = (f"{r['measurement']} {r['precision']}: {1 / r['value']:.3f} s/iteration, "
-                f"{c['value'] / r['value']:.2f}x CycleGAN's {1 / c['value']:.3f}")
+                f"{c['value'] / r['value']:.2f}x CycleGAN's {1 / c['value']:.3f} s")
         if r.get("peak_memory_bytes") and c.get("peak_memory_bytes"):
             text += f"; peak memory {r['peak_memory_bytes'] / c['peak_memory_bytes']:.2f}x CycleGAN's"
         notes.append(text)
