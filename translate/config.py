@@ -181,6 +181,58 @@ class CycleGANConfig:
 
 
 @dataclass
+class CUTConfig:
+    """CUT networks and losses (defaults follow Park et al. 2020, contrastive unpaired translation)."""
+
+    netG: str = option("resnet_9blocks", choices=("resnet_6blocks", "resnet_9blocks", "resnet"), flag="netG",
+                       help="generator: resnet_6blocks, resnet_9blocks, resnet (depth --n-blocks); PatchNCE "
+                            "reads its encoder")
+    n_blocks: int = _n_blocks()
+    netD: str = _net_d()
+    n_layers_D: int = _n_layers_d()
+    ngf: int = _ngf()
+    ndf: int = _ndf()
+    norm: str = _norm("instance")
+    use_dropout: bool = _dropout(False)
+    init_type: str = option("xavier", choices=("normal", "xavier", "kaiming", "orthogonal"),
+                            help="weight initialisation: normal, xavier, kaiming, orthogonal")
+    init_gain: float = _init_gain()
+    gan_mode: str = _gan_mode("lsgan")
+    lambda_gan: float = option(1.0, minimum=0.0, help="weight of the adversarial loss")
+    lambda_nce: float = option(1.0, minimum=0.0, help="weight of the PatchNCE loss")
+    nce_layers: str = option("0,2,3,4,8", help="generator encoder points for PatchNCE, comma-separated: 0 input, "
+                                               "1 stem, 2-3 downsampling convs, 4+k residual block k")
+    num_patches: int = option(256, minimum=1, help="patch locations sampled per layer and image")
+    nce_temperature: float = option(0.07, help="PatchNCE softmax temperature")
+    nce_idt: bool = option(True, flag="nce-idt", help="identity PatchNCE on domain-B images (--no-nce-idt: none)")
+    flip_equivariance: bool = option(False, help="translate a horizontally flipped input at random and match "
+                                                 "patches after flipping back (FastCUT)")
+    head_units: int = option(256, minimum=1, help="units of each projection head's two layers")
+    lambda_gp: float = _lambda_gp()
+
+
+@dataclass
+class FastCUTConfig(CUTConfig):
+    """FastCUT: CUT with lambda_NCE 10, no identity PatchNCE and flip-equivariance augmentation."""
+
+    lambda_nce: float = option(10.0, minimum=0.0, help="weight of the PatchNCE loss")
+    nce_idt: bool = option(False, flag="nce-idt", help="identity PatchNCE on domain-B images (--no-nce-idt: none)")
+    flip_equivariance: bool = option(True, help="translate a horizontally flipped input at random and match "
+                                                "patches after flipping back")
+
+
+def parse_layers(text: str) -> list:
+    """``"0,2,3"`` -> [0, 2, 3]; ConfigError unless a comma list of distinct non-negative integers."""
+    try:
+        layers = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"nce_layers must be comma-separated integers such as 0,2,3,4,8; got {text!r}") from None
+    if not layers or min(layers) < 0 or len(set(layers)) != len(layers):
+        raise ConfigError(f"nce_layers must be distinct non-negative integers such as 0,2,3,4,8; got {text!r}")
+    return layers
+
+
+@dataclass
 class LoopConfig:
     """The training loop: schedule, precision, devices, cadence of logs and checkpoints."""
 
@@ -229,6 +281,7 @@ def swap_domains(name: str) -> str:
 
 
 MODEL_CONFIGS = {"pix2pix": Pix2PixConfig, "cyclegan": CycleGANConfig}
+MODEL_CONFIGS.update(cut=CUTConfig, fastcut=FastCUTConfig)
 METHODS = tuple(MODEL_CONFIGS)
 
 
@@ -313,8 +366,24 @@ class RunConfig:
                 "the CycleGAN identity loss needs input_nc == output_nc "
                 f"(got {d.input_nc} and {d.output_nc}); set model.lambda_identity=0"
             )
+        if self.method in ("cut", "fastcut"):
+            _validate_cut(self.model, d)
         if not self.name or "/" in self.name or self.name in (".", ".."):
             raise ConfigError(f"run name {self.name!r} must be a plain folder name")
+
+
+def _validate_cut(m: CUTConfig, d: DataConfig) -> None:
+    """CUT/FastCUT checks: encoder layers that the generator has, identity NCE only when B fits G."""
+    n_blocks = {"resnet_6blocks": 6, "resnet_9blocks": 9}.get(m.netG, m.n_blocks)
+    layers = parse_layers(m.nce_layers)
+    if max(layers) > 3 + n_blocks:
+        raise ConfigError(f"nce_layers {m.nce_layers!r}: {m.netG} with {n_blocks} blocks has encoder points "
+                          f"0..{3 + n_blocks}")
+    if m.nce_temperature <= 0:
+        raise ConfigError(f"nce_temperature must be positive, got {m.nce_temperature}")
+    if m.nce_idt and d.input_nc != d.output_nc:
+        raise ConfigError("identity PatchNCE translates domain-B images, so it needs input_nc == output_nc "
+                          f"(got {d.input_nc} and {d.output_nc}); use --no-nce-idt")
 
 
 def _check_keys(d: Dict[str, Any], valid, where: str) -> None:

@@ -53,3 +53,33 @@ def gradient_penalty(disc, real: torch.Tensor, fake: torch.Tensor) -> torch.Tens
     (grad,) = torch.autograd.grad(out.float().sum(), x_hat, create_graph=True)
     norms = grad.flatten(1).float().norm(2, dim=1)
     return ((norms - 1.0) ** 2).mean()
+
+
+def patch_nce_loss(query: torch.Tensor, key: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
+    """PatchNCE loss of CUT (Park et al. 2020): each query patch must pick out the key patch at
+    the same location among all key patches of the same image.
+
+    For image ``b`` and location ``i``, the logits are ``query[b, i] . key[b, j] / temperature``
+    over every sampled location ``j`` of that image; the positive is ``j = i`` and the others are
+    the negatives (cross-entropy with target ``i``). The keys are detached: the loss trains what
+    produced the queries only. Computed in fp32.
+
+    (The paper's code puts the positive in column 0 and fills the diagonal of the negatives with
+    -10 before dividing by the temperature; that adds exp(-10 / 0.07) ~ 1e-62 to each
+    denominator, which is the only difference from this form.)
+
+    Args:
+        query: (B, P, C) features of the translated image at P locations, L2-normalised.
+        key: (B, P, C) features of the source image at the same P locations, L2-normalised.
+        temperature: softmax temperature (0.07 in the paper).
+
+    Returns:
+        Scalar loss: the mean over the B * P locations.
+    """
+    if query.shape != key.shape or query.ndim != 3:
+        raise ValueError(f"query and key must both be (B, P, C); got {tuple(query.shape)} and {tuple(key.shape)}")
+    q, k = query.float(), key.detach().float()
+    logits = torch.bmm(q, k.transpose(1, 2)) / temperature  # (B, P, P); the diagonal holds the positives
+    b, p, _ = logits.shape
+    target = torch.arange(p, device=logits.device).repeat(b)  # location i's positive is key i
+    return F.cross_entropy(logits.reshape(b * p, p), target)

@@ -24,6 +24,7 @@ from .machine import PeakMemory, matmul_peak, sync
 from .synthetic import make_synthetic_datasets
 
 TRAIN_WHAT = ("train-pix2pix", "train-cyclegan")
+TRAIN_WHAT += ("train-cut", "train-fastcut")  # one-sided unpaired methods, same generator as CycleGAN
 CONVERT_WHAT = ("convert-pix2pix", "convert-cyclegan")
 ALL_WHAT = TRAIN_WHAT + CONVERT_WHAT + ("peak",)
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -90,6 +91,8 @@ def run_config(method: str, s: Settings, precision: str, data_root: Path):
         model["n_blocks"] = 2
     if s.quick:
         model.update(ngf=8, ndf=8, n_layers_D=2)
+    if method in ("cut", "fastcut") and model["netG"] == "resnet" and s.quick:
+        model["nce_layers"] = "0,2,3,4,5"  # the paper's layers, with the last block of the 2-block resnet
     d = RunConfig(method=method, model=MODEL_CONFIGS[method]()).to_dict()
     d["name"] = "bench"
     d["data"].update(root=str(data_root), load_size=max(s.size, round(s.size * 286 / 256)), crop_size=s.size,

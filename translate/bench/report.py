@@ -96,6 +96,7 @@ def format_table(result: Dict[str, Any]) -> str:
         notes.append(f"{method}: {f['netG']} forward {fmt_flops(g)}FLOP/image at {f['train_size']}px, "
                      f"train step {fmt_flops(f['train_step_flops'])}FLOP (batch {f['train_step_batch']}, "
                      "counted with FlopCounterMode)")
+    notes.extend(relative_to_cyclegan(result["rows"]))
     kinds = {r.get("peak_memory_kind") for r in result["rows"] if r.get("peak_memory_kind")}
     if kinds & {"cpu_peak_rss_delta", "cpu_sampled_rss_delta", "cpu_maxrss_delta"}:
         notes.append("peak mem on CPU: growth of this process's peak RSS during the measurement "
@@ -123,3 +124,20 @@ def write_json(result: Dict[str, Any], path) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(json_safe(result), indent=2) + "\n")
     return out
+
+
+def relative_to_cyclegan(rows) -> list:
+    """Notes comparing each one-sided method's training row with CycleGAN's in the same precision:
+    seconds per iteration and peak memory as multiples of CycleGAN's."""
+    base = {r["precision"]: r for r in rows if r["measurement"] == "train-cyclegan" and r.get("value")}
+    notes = []
+    for r in rows:
+        c = base.get(r["precision"])
+        if r["measurement"] not in ("train-cut", "train-fastcut") or c is None or not r.get("value"):
+            continue
+        text = (f"{r['measurement']} {r['precision']}: {1 / r['value']:.3f} s/iteration, "
+                f"{c['value'] / r['value']:.2f}x CycleGAN's {1 / c['value']:.3f} s")
+        if r.get("peak_memory_bytes") and c.get("peak_memory_bytes"):
+            text += f"; peak memory {r['peak_memory_bytes'] / c['peak_memory_bytes']:.2f}x CycleGAN's"
+        notes.append(text)
+    return notes

@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Mapping, Protocol, Sequence, runti
 import torch
 from torch import nn
 
+from .cut import CUT, FastCUT
 from .cyclegan import CycleGAN
 from .pix2pix import Pix2Pix
 
@@ -65,6 +66,7 @@ class Method(Protocol):
 
 
 METHODS: Dict[str, type] = {"pix2pix": Pix2Pix, "cyclegan": CycleGAN}
+METHODS.update(cut=CUT, fastcut=FastCUT)
 
 
 def list_methods() -> List[str]:

@@ -148,14 +148,50 @@ class ResnetGenerator(nn.Module):
             nn.Tanh(),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def feature_channels(self) -> list[int]:
+        """Channels of each encoder feature point that ``forward(x, layers)`` can return.
+
+        Feature points, in order: 0 the input image, 1 the stem output, 2 and 3 the outputs of
+        the two stride-2 downsampling convs (before their norm), 4 + k the output of residual
+        block k. CUT's default layers (input, the two downsampling convs, residual blocks 1 and
+        5) are ``0, 2, 3, 4, 8``.
+        """
+        ngf = self.config["ngf"]
+        return [self.config["input_nc"], ngf, 2 * ngf, 4 * ngf] + [4 * ngf] * self.config["n_blocks"]
+
+    def _features(self, x: torch.Tensor, layers, stop_early: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Encoder features at ``layers`` (feature point indices) and the last encoder output
+        computed: the residual blocks' output, or with ``stop_early`` the last requested point."""
+        wanted, last = set(layers), max(layers)
+        feats: dict[int, torch.Tensor] = {}
+        if 0 in wanted:
+            feats[0] = x  # (B, input_nc, H, W)
+        points = [self.stem] + [self.down[i] for i in range(len(self.down))] + list(self.blocks)
+        # feature point of each module's output: stem -> 1, down conv k -> 2 + k, block k -> 4 + k
+        point_of = {0: 1, 1: 2, 4: 3}
+        point_of.update({7 + k: 4 + k for k in range(len(self.blocks))})
+        h = x
+        for i, module in enumerate(points):
+            h = module(h)
+            p = point_of.get(i)
+            if p is not None and p in wanted:
+                feats[p] = h
+                if stop_early and p == last:
+                    break
+        return [feats[p] for p in layers], h
+
+    def forward(self, x: torch.Tensor, layers=None, encode_only: bool = False):
         """Translate a batch of images.
 
         Args:
             x: (B, input_nc, H, W) in [-1, 1]; H, W multiples of 4.
+            layers: feature point indices (see :meth:`feature_channels`); when given, the
+                encoder features at those points are returned too.
+            encode_only: with ``layers``, return only the features and stop after the last one.
 
         Returns:
-            (B, output_nc, H, W) in [-1, 1].
+            (B, output_nc, H, W) in [-1, 1]; with ``layers``, ``(output, features)``, or the
+            list of features (B, C_l, H_l, W_l) when ``encode_only``.
         """
         height, width = x.shape[-2], x.shape[-1]
         # Skipped while tracing for export: the sizes are then symbolic and the check
@@ -167,6 +203,14 @@ class ResnetGenerator(nn.Module):
                 f"ResnetGenerator needs height and width that are multiples of "
                 f"{self.size_multiple}; got {height}x{width} (pad the input first)"
             )
+        if layers is not None:
+            bad = [p for p in layers if not 0 <= p < len(self.feature_channels())]
+            if bad or not layers:
+                raise ValueError(f"feature layers must be in 0..{len(self.feature_channels()) - 1}, got {list(layers)}")
+            if encode_only:
+                return self._features(x, layers, stop_early=True)[0]
+            feats, x = self._features(x, layers, stop_early=False)
+            return self.head(self.up(x)), feats
         x = self.stem(x)  # (B, ngf, H, W)
         x = self.down(x)  # (B, 4 * ngf, H/4, W/4)
         x = self.blocks(x)  # (B, 4 * ngf, H/4, W/4)
