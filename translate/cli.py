@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = train.add_subparsers(dest="method", metavar="METHOD", required=True, help="pix2pix or cyclegan")
     _add_train_parser(tsub, "pix2pix")
     _add_train_parser(tsub, "cyclegan")
+    _add_train_parser(tsub, "pix2pixhd")
 
     info = sub.add_parser("info", help="describe a checkpoint", description="Describe a checkpoint.")
     info.add_argument("checkpoint", help="a run folder or its translator/ folder")

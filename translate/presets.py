@@ -50,6 +50,7 @@ def tiny() -> Preset:
 
 # Per-method adjustments that a preset needs (e.g. a generator that fits a 32x32 crop).
 _TINY_MODEL = {"pix2pix": {"netG": "unet", "num_downs": 5}, "cyclegan": {"netG": "resnet_6blocks"}}
+_TINY_MODEL["pix2pixhd"] = {"n_downsample_global": 2, "n_blocks_global": 1, "num_D": 2}
 
 PRESETS: Dict[str, Callable[[], Preset]] = {
     "pix2pix_paper": pix2pix_paper,

@@ -13,6 +13,7 @@ from torch import nn
 
 from .cyclegan import CycleGAN
 from .pix2pix import Pix2Pix
+from .pix2pixhd import Pix2PixHD
 
 
 @runtime_checkable
@@ -65,6 +66,7 @@ class Method(Protocol):
 
 
 METHODS: Dict[str, type] = {"pix2pix": Pix2Pix, "cyclegan": CycleGAN}
+METHODS["pix2pixhd"] = Pix2PixHD
 
 
 def list_methods() -> List[str]:

@@ -101,7 +101,7 @@ def check_sizes(cfg: RunConfig, size_multiple: int) -> None:
     d = cfg.data
     if d.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") and d.crop_size % size_multiple:
         raise TrainingError(
-            f"generator {cfg.model.netG} needs image sides that are multiples of {size_multiple}, "
+            f"generator {getattr(cfg.model, 'netG', cfg.method)} needs image sides that are multiples of {size_multiple}, "
             f"but crop_size is {d.crop_size}. Use --crop-size {max(size_multiple, d.crop_size // size_multiple * size_multiple)}"
             " or a generator with fewer downsamplings (e.g. --netG unet_128 for 128x128 crops)."
         )
@@ -118,7 +118,41 @@ def build_training_dataset(cfg: RunConfig, size_multiple: int):
         input_nc=d.input_nc, output_nc=d.output_nc, preprocess=d.preprocess, load_size=d.load_size,
         crop_size=d.crop_size, flip=d.flip, size_multiple=size_multiple, seed=cfg.loop.seed,
         skip_bad_images=d.skip_bad_images, max_items=d.max_items,
+        **label_dataset_kwargs(cfg),
     )
+
+
+def label_dataset_kwargs(cfg: RunConfig) -> Dict[str, Any]:
+    """Dataset arguments for class-ID label inputs (none when ``data.label_nc`` is 0)."""
+    d = cfg.data
+    if not d.label_nc:
+        return {}
+    if not get_method(cfg.method).paired:
+        raise TrainingError("--label-nc needs a paired method (pix2pix, pix2pixhd): class-ID maps are the input "
+                            "of aligned (label, image) pairs")
+    return {"label_nc": d.label_nc, "instance_dir": d.instance_dir or None}
+
+
+def instance_channel(cfg: RunConfig) -> bool:
+    """Whether a class-ID run has the instance-boundary input channel (``--instance-dir`` or SPLIT/inst/)."""
+    d = cfg.data
+    if not d.label_nc:
+        return False
+    if d.instance_dir:
+        return True
+    from ..data import detect_layout
+
+    layout = detect_layout(d.root, d.split, d.layout)
+    if layout.kind != "a_b":
+        return False
+    label_folder = layout.folder_b if d.direction == "BtoA" else layout.folder_a
+    return (label_folder.parent / "inst").is_dir()
+
+
+def model_input_nc(cfg: RunConfig) -> int:
+    """Channels of the generator input: the one-hot classes (+ instance boundaries), or ``data.input_nc``."""
+    d = cfg.data
+    return d.label_nc + int(instance_channel(cfg)) if d.label_nc else d.input_nc
 
 
 def make_loader(dataset, sampler: EpochSampler, batch_size: int, num_workers: int,
@@ -153,6 +187,7 @@ def preprocessing_record(cfg: RunConfig, size_multiple: int) -> Dict[str, Any]:
         "size_multiple": size_multiple, "pad_mode": "reflect", "batchnorm": "per_image",
         "preprocess": d.preprocess, "load_size": d.load_size, "crop_size": d.crop_size,
         "direction": d.direction,
+        **({"labels": {"label_nc": d.label_nc, "instance_channel": instance_channel(cfg)}} if d.label_nc else {}),
     }
 
 
@@ -188,7 +223,7 @@ def build_trainables(cfg: RunConfig, device: torch.device, rank: int = 0, distri
     """
     loop, d = cfg.loop, cfg.data
     torch.manual_seed(loop.seed)  # the same initial weights on every rank
-    method = build_method(cfg.method, cfg.model, d.input_nc, d.output_nc, device, seed=loop.seed + 1000 * rank,
+    method = build_method(cfg.method, cfg.model, model_input_nc(cfg), d.output_nc, device, seed=loop.seed + 1000 * rank,
                           direction=d.generator_direction)
     if distributed:
         torch.manual_seed(loop.seed + 1000 * rank)
