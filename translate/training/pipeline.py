@@ -107,6 +107,27 @@ def check_sizes(cfg: RunConfig, size_multiple: int) -> None:
         )
 
 
+def multiscale_min_crop(cfg: RunConfig) -> int:
+    """The smallest crop a multi-scale discriminator can judge (0 when there is none): its coarsest
+    scale must keep at least 2x2 values before the last norm layer."""
+    m = cfg.model
+    if cfg.method != "pix2pixhd" and getattr(m, "netD", None) != "multiscale":
+        return 0
+    smallest = 3 * 2**m.n_layers_D * 2 ** (m.num_D - 1)
+    if cfg.method == "pix2pixhd" and m.n_local_enhancers:
+        smallest *= 2  # the global phase trains at half resolution
+    return smallest
+
+
+def check_multiscale_size(cfg: RunConfig) -> None:
+    d, smallest = cfg.data, multiscale_min_crop(cfg)
+    if smallest and d.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") and d.crop_size < smallest:
+        raise TrainingError(
+            f"the multi-scale discriminator (--num-D {cfg.model.num_D}, --n-layers-D {cfg.model.n_layers_D}) needs "
+            f"crops of at least {smallest} pixels, but crop_size is {d.crop_size}. Use a larger --crop-size, "
+            "or fewer scales (--num-D) or layers (--n-layers-D).")
+
+
 def build_training_dataset(cfg: RunConfig, size_multiple: int):
     """The training dataset ``cfg.data`` describes: paired or unpaired, as the method trains."""
     from ..data import PairedDataset, UnpairedDataset
@@ -228,6 +249,7 @@ def build_trainables(cfg: RunConfig, device: torch.device, rank: int = 0, distri
     if distributed:
         torch.manual_seed(loop.seed + 1000 * rank)
     check_sizes(cfg, method.size_multiple)
+    check_multiscale_size(cfg)
     optimizers = method.make_optimizers(loop)
     factor = linear_decay(loop.epochs, loop.epochs_decay)
     schedulers = {n: torch.optim.lr_scheduler.LambdaLR(o, factor) for n, o in optimizers.items()}
