@@ -252,6 +252,22 @@ def test_cli_check_data_train_convert_info_on_a_class_id_folder(tmp_path, capsys
     desc = json.loads(capsys.readouterr().out)
     assert desc["preprocessing"]["labels"] == {"label_nc": 6, "instance_channel": False}
 
+    # paired metrics at full resolution; the label side is read as IDs
+    assert main(["eval", str(ck / "hd"), "--data", str(data), "--split", "train", "--size", "0", "--no-fid",
+                 "--out", str(tmp_path / "ev")]) == 0
+    doc = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert doc["protocol"]["resolution"] == "native" and len(doc["per_image"]) == 4
+    assert doc["protocol"]["label_encoding"] == {"label_nc": 6, "instance_channel": False}
+    assert doc["metrics"]["psnr"] is not None and "full resolution" in capsys.readouterr().out
+
+    # the exported model takes the one-hot tensor; the export says how to make it
+    from translate.export import export_translator, load_torchscript
+
+    report = export_translator(ck / "hd", "torchscript", tmp_path / "hd.pt")
+    assert report["input_nc"] == 6 and "one-hot" in report["label_usage"]
+    module, meta = load_torchscript(tmp_path / "hd.pt")
+    assert meta["label_encoding"] == {"label_nc": 6, "instance_channel": False}
+
 
 def test_instance_maps_reach_training_and_convert(tmp_path):
     data = label_dataset(tmp_path / "d", n=2)
