@@ -303,3 +303,17 @@ def test_old_translator_folders_without_a_label_record_still_load(tmp_path):
     (folder / "translator.json").write_text(json.dumps(doc))
     with pytest.raises(CheckpointError, match="preprocessing.labels"):
         read_translator_json(folder)
+
+
+@pytest.mark.slow
+def test_bench_measures_pix2pixhd_training_on_rectangular_class_id_maps():
+    from translate.bench import run_bench
+
+    result = run_bench(quick=True, what=["train-pix2pixhd"], label_size="96x64", label_nc=7, precisions=["fp32"],
+                       num_workers=0, windows=1, warmup=0, log=lambda msg: None)
+    (row,) = result["rows"]
+    assert row["measurement"] == "train-pix2pixhd" and row["value"] > 0 and row["unit"] == "img/s"
+    assert row["label_size"] == [96, 64] and row["label_nc"] == 7 and row["peak_memory_bytes"] is not None
+    assert result["flops"]["pix2pixhd"]["generator"] == "pix2pixhd"
+    with pytest.raises(Exception, match="WIDTHxHEIGHT"):
+        run_bench(quick=True, what=["train-pix2pixhd"], label_size="big", log=lambda msg: None)
