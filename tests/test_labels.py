@@ -173,3 +173,16 @@ def test_id_counts_reports_ids_and_out_of_range_files(tmp_path):
     report = id_counts([a, b], label_nc=35)
     assert report["ids"] == [0, 1, 3, 40] and report["pixels"][1] == 4
     assert report["out_of_range"] == [[str(a), 40, [1, 1]]] and report["out_of_range_files"] == 1
+
+
+def test_side_by_side_files_split_into_an_id_half_and_an_image_half(tmp_path):
+    whole = np.zeros((32, 64), np.uint8)
+    whole[:, :32] = np.arange(32, dtype=np.uint8)[None, :] % 5  # left half: IDs 0..4
+    whole[:, 32:] = 200  # right half: the (gray) photo
+    save(tmp_path / "train" / "0.png", whole)
+    item = PairedDataset(tmp_path, label_nc=5, preprocess="none", flip=False)[0]
+    assert item["a"].shape == (5, 32, 32)
+    assert np.array_equal(item["a"].argmax(0).numpy(), whole[:, :32])
+    assert item["b"].shape == (3, 32, 32) and torch.allclose(item["b"], torch.tensor(200 / 127.5 - 1))
+    with pytest.raises(LabelError, match=r"0\.png: class ID 200"):
+        PairedDataset(tmp_path, label_nc=5, direction="BtoA")

@@ -317,3 +317,14 @@ def test_bench_measures_pix2pixhd_training_on_rectangular_class_id_maps():
     assert result["flops"]["pix2pixhd"]["generator"] == "pix2pixhd"
     with pytest.raises(Exception, match="WIDTHxHEIGHT"):
         run_bench(quick=True, what=["train-pix2pixhd"], label_size="big", log=lambda msg: None)
+
+
+def test_pix2pix_trains_on_class_id_maps_and_its_samples_show_them(tmp_path):
+    data = label_dataset(tmp_path / "d", n=2)
+    ck = tmp_path / "ck"
+    assert main(["train", "pix2pix", "--data", str(data), "--name", "p", "--checkpoints-dir", str(ck),
+                 "--label-nc", "6", "--preset", "tiny", "--load-size", "40", "--max-steps", "2"]) == 0
+    grid = Image.open(sorted((ck / "p" / "samples").glob("*.png"))[-1])
+    assert grid.mode == "RGB"
+    t = Translator.load(ck / "p", device="cpu")
+    assert t.channels() == (6, 3) and t(np.zeros((40, 56), np.uint8)).shape == (40, 56, 3)

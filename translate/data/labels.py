@@ -77,6 +77,8 @@ def check_ids(ids: np.ndarray, label_nc: int, path: PathLike = "<array>") -> Non
         LabelError: naming ``path``, the first offending value (in row-major order), its pixel
             location (x, y) and how many pixels are out of range.
     """
+    if ids.ndim == 3:  # (H, W, 1)
+        ids = ids[:, :, 0]
     if ids.size == 0:
         return
     if int(ids.max()) < label_nc:

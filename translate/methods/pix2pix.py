@@ -20,7 +20,7 @@ from ..models import build_discriminator, build_generator
 from ..nn import init_weights
 from ..nn.inference import for_inference
 from ..runtime import Scalers
-from .common import adam, frozen
+from .common import adam, frozen, viewable_input
 
 
 def generator_kwargs(cfg, input_nc: int, output_nc: int) -> dict:
@@ -147,7 +147,7 @@ class Pix2Pix:
         gen = for_inference(self.nets[self.gen_name])
         with amp:
             fake_b = gen(batch["a"]).float()
-        return [batch["a"], fake_b, batch["b"]]
+        return [viewable_input(batch["a"], fake_b.shape[1]), fake_b, batch["b"]]
 
     def wrap(self, fn) -> None:
         """Train through ``fn(net)`` (e.g. a DistributedDataParallel wrapper) for every net."""

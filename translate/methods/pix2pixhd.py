@@ -34,7 +34,7 @@ from ..models import build_discriminator, build_generator
 from ..nn import init_weights
 from ..nn.inference import for_inference
 from ..runtime import Scalers
-from .common import adam, frozen
+from .common import adam, frozen, viewable_input
 
 # VGG19 ``features`` indices ending at relu1_1, relu2_1, relu3_1, relu4_1, relu5_1, and the
 # weights of those layers in the perceptual loss (pix2pixHD's reference code).
@@ -199,7 +199,7 @@ class Pix2PixHD:
                 fake = F.interpolate(fake, size=real_a.shape[-2:], mode="nearest")
             else:
                 fake = gen(real_a).float()
-        return [_show_input(real_a, fake.shape[1]), fake, batch["b"]]
+        return [viewable_input(real_a, fake.shape[1]), fake, batch["b"]]
 
     def wrap(self, fn) -> None:
         self.train_nets = {name: fn(net) for name, net in self.nets.items()}
@@ -209,14 +209,3 @@ class Pix2PixHD:
 
     def load_state_dict(self, state: dict) -> None:
         self.steps_done = int(state.get("steps_done", 0))
-
-
-def _show_input(a: torch.Tensor, channels: int) -> torch.Tensor:
-    """A viewable (B, channels, H, W) picture of the input: one-hot maps become class colours."""
-    if a.shape[1] == channels:
-        return a
-    ids = a.argmax(1, keepdim=True).float()  # (B, 1, H, W)
-    n = max(a.shape[1] - 1, 1)
-    hue = ids / n  # distinct grey levels / colours per class, in [0, 1]
-    rgb = torch.cat([hue, (hue * 7) % 1, (hue * 13) % 1], 1)[:, :channels]
-    return rgb * 2 - 1
