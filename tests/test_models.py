@@ -31,6 +31,8 @@ GEN_SMALL = {
     "resnet": {"n_blocks": 2},
 }
 DISC_SMALL = {"basic": {}, "n_layers": {"n_layers": 2}, "patchgan": {}, "pixel": {}}
+GEN_SMALL["pix2pixhd"] = {"n_downsample_global": 2, "n_blocks_global": 1}
+DISC_SMALL["multiscale"] = {"n_layers": 2, "num_D": 2}
 
 
 def n_params(net: nn.Module) -> int:
@@ -100,11 +102,13 @@ def test_discriminator_forward_backward(name, input_nc):
     net = init_weights(build_discriminator(name, input_nc=input_nc, ndf=8, **DISC_SMALL[name]))
     x = torch.rand(2, input_nc, 32, 32) * 2 - 1
 
-    logits = net(x)
+    out = net(x)
+    scales = [o[-1] for o in out] if isinstance(out, list) else [out]  # multiscale: logits of each scale
 
-    assert logits.dim() == 4 and logits.shape[:2] == (2, 1)
-    assert logits.shape[2] >= 1 and logits.shape[3] >= 1
-    logits.mean().backward()
+    for logits in scales:
+        assert logits.dim() == 4 and logits.shape[:2] == (2, 1)
+        assert logits.shape[2] >= 1 and logits.shape[3] >= 1
+    sum(logits.mean() for logits in scales).backward()
     assert all(p.grad is not None for p in net.parameters())
 
 

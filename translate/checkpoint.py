@@ -163,8 +163,32 @@ def read_translator_json(folder: Union[str, Path]) -> Dict[str, Any]:
     if doc["format_version"] == 1 and isinstance(doc["preprocessing"], dict) \
             and doc["preprocessing"].get("direction") == "BtoA":
         doc["generators"] = {swap_domains(d): entry for d, entry in gens.items()}
+    if isinstance(doc["preprocessing"], dict) and "labels" in doc["preprocessing"]:
+        label_encoding(doc["preprocessing"], path)  # strict: a malformed record is an error now
     doc["_folder"] = str(folder)
     return doc
+
+
+def label_encoding(preprocessing: Dict[str, Any], where: Union[str, Path] = "translator.json") -> Optional[Dict[str, Any]]:
+    """The class-ID label encoding a translator was trained with, or None for image inputs.
+
+    Recorded in ``preprocessing["labels"]`` as ``{"label_nc": N, "instance_channel": bool}``:
+    inputs are single-channel maps of class IDs 0..N-1, one-hot encoded into N channels, followed
+    by an instance-boundary channel when ``instance_channel`` is true. Folders written before
+    label inputs existed have no such record and load as image translators.
+
+    Raises:
+        CheckpointError: the record is malformed.
+    """
+    rec = preprocessing.get("labels")
+    if rec is None:
+        return None
+    if (not isinstance(rec, dict) or set(rec) != {"label_nc", "instance_channel"}
+            or not isinstance(rec["label_nc"], int) or isinstance(rec["label_nc"], bool) or rec["label_nc"] < 1
+            or not isinstance(rec["instance_channel"], bool)):
+        raise CheckpointError(f"{where}: preprocessing.labels must be {{\"label_nc\": N >= 1, "
+                              f"\"instance_channel\": true|false}}, got {rec!r}")
+    return dict(rec)
 
 
 def load_generator(folder: Union[str, Path], direction: str, device: Union[str, torch.device] = "cpu",

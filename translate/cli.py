@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(tsub, "cyclegan")
     _add_train_parser(tsub, "cut")
     _add_train_parser(tsub, "fastcut")
+    _add_train_parser(tsub, "pix2pixhd")
 
     info = sub.add_parser("info", help="describe a checkpoint", description="Describe a checkpoint.")
     info.add_argument("checkpoint", help="a run folder or its translator/ folder")
@@ -135,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="refuse images with more pixels than this (decompression-bomb guard; default 2^28)")
     conv.add_argument("--workers", type=int, default=None, help="decode/encode threads (default: from CPU count)")
     conv.add_argument("--no-progress", action="store_true", help="no progress bar")
+    conv.add_argument("--instance-dir", default=None,
+                      help="instance-ID maps matched to the inputs by name (label translators trained with them)")
     conv.set_defaults(func=_cmd_convert)
 
     from .bench import add_bench_parser
@@ -159,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--split", help="check only this split (default: all splits found)")
     check.add_argument("--layout", default="auto", choices=layouts, help="expected layout")
     check.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    check.add_argument("--label-nc", type=int, default=None, metavar="N",
+                       help="the label maps hold class IDs 0..N-1: report IDs >= N as problems")
     check.set_defaults(func=_cmd_check_data)
 
     demo = sub.add_parser("demo", help="train pix2pix on a generated dataset (offline, minutes on a CPU)",
@@ -231,7 +236,7 @@ def _cmd_convert(args, argv) -> int:
         tile_pixels=args.tile_pixels, tile_overlap=args.tile_overlap, progress=not args.no_progress,
         direction=args.direction, batch_size=args.batch_size, ext=args.ext, quality=args.quality,
         overwrite=args.overwrite, in_place_ok=args.in_place_ok, resize=args.resize, max_pixels=args.max_pixels,
-        workers=args.workers, paths=paths)
+        workers=args.workers, paths=paths, **({"instance_dir": args.instance_dir} if args.instance_dir else {}))
     summary = job.summary
     if job.is_main:
         for path, reason in summary.failures:
@@ -253,7 +258,8 @@ def _cmd_info(args, argv) -> int:
 def _cmd_check_data(args, argv) -> int:
     from .data import check_data, format_report
 
-    report = check_data(args.data, split=args.split, layout=args.layout)
+    report = check_data(args.data, split=args.split, layout=args.layout,
+                        **({"label_nc": args.label_nc} if args.label_nc is not None else {}))
     print(json.dumps(report, indent=2, default=str) if args.json else format_report(report))
     return 0 if report.get("ok") else 1
 

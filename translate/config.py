@@ -47,14 +47,16 @@ def option(default: Any = dataclasses.MISSING, *, help: str, choices=None, flag:
 
 # Options shared by both methods' model sections: one declaration each, the default per method.
 GENERATORS = ("unet_128", "unet_256", "unet", "resnet_6blocks", "resnet_9blocks", "resnet")
+GENERATORS += ("pix2pixhd",)  # the pix2pixHD global generator (depth --n-blocks)
 DISCRIMINATORS = ("basic", "n_layers", "patchgan", "pixel")
+DISCRIMINATORS += ("multiscale",)  # --num-D PatchGANs at scales 1, 1/2, 1/4 (pix2pixHD)
 GAN_MODES = ("vanilla", "lsgan", "hinge", "wgan-gp")
 
 
 def _net_g(default: str):
     return option(default, choices=GENERATORS, flag="netG",
                   help="generator: unet_128, unet_256, unet (depth --num-downs), resnet_6blocks, resnet_9blocks, "
-                       "resnet (depth --n-blocks)")
+                       "resnet (depth --n-blocks), pix2pixhd (global generator, --n-blocks residual blocks)")
 
 
 def _num_downs():
@@ -67,7 +69,16 @@ def _n_blocks():
 
 def _net_d():
     return option("basic", choices=DISCRIMINATORS, flag="netD",
-                  help="discriminator: basic (70x70 PatchGAN), n_layers (depth --n-layers-D), patchgan, pixel (1x1 PatchGAN)")
+                  help="discriminator: basic (70x70 PatchGAN), n_layers (depth --n-layers-D), patchgan, pixel (1x1 PatchGAN), "
+                       "multiscale (--num-D PatchGANs at scales 1, 1/2, 1/4...)")
+
+
+def _num_d():
+    return option(3, minimum=1, flag="num-D", help="discriminators of --netD multiscale (scales 1, 1/2, 1/4...)")
+
+
+def _lambda_feat():
+    return option(10.0, help="weight of the discriminator feature-matching loss (--netD multiscale)")
 
 
 def _n_layers_d():
@@ -130,6 +141,10 @@ class DataConfig:
                                                "instead of stopping")
     num_workers: int = option(-1, help="data loader processes (-1: chosen from the number of CPU cores)")
     max_items: Optional[int] = option(None, minimum=1, help="train on the first N images only (quick experiments)")
+    label_nc: int = option(0, minimum=0, help="inputs are single-channel class-ID label maps with IDs 0..N-1, "
+                                              "one-hot encoded to N channels (0: inputs are ordinary images)")
+    instance_dir: str = option("", help="with --label-nc: folder of instance-ID maps matched to the label maps by "
+                                        "name, adding an instance-boundary channel (default: SPLIT/inst/ if present)")
 
     @property
     def generator_direction(self) -> str:
@@ -145,6 +160,8 @@ class Pix2PixConfig:
     num_downs: int = _num_downs()
     n_blocks: int = _n_blocks()
     netD: str = _net_d()
+    num_D: int = _num_d()
+    lambda_feat: float = _lambda_feat()
     n_layers_D: int = _n_layers_d()
     ngf: int = _ngf()
     ndf: int = _ndf()
@@ -165,6 +182,7 @@ class CycleGANConfig:
     n_blocks: int = _n_blocks()
     num_downs: int = _num_downs()
     netD: str = _net_d()
+    num_D: int = _num_d()
     n_layers_D: int = _n_layers_d()
     ngf: int = _ngf()
     ndf: int = _ndf()
@@ -280,7 +298,33 @@ def swap_domains(name: str) -> str:
     return f"{head}_{swapped}" if head else swapped
 
 
-MODEL_CONFIGS = {"pix2pix": Pix2PixConfig, "cyclegan": CycleGANConfig}
+@dataclass
+class Pix2PixHDConfig:
+    """pix2pixHD networks and losses (defaults follow Wang et al. 2018)."""
+
+    ngf: int = option(64, minimum=1, help="global generator width (filters in the first layer)")
+    n_downsample_global: int = option(4, minimum=1, help="downsamplings of the global generator")
+    n_blocks_global: int = option(9, minimum=1, help="residual blocks of the global generator")
+    n_local_enhancers: int = option(0, choices=(0, 1), help="local enhancer (1: global net at half resolution "
+                                                            "first, then both at full resolution)")
+    n_blocks_local: int = option(3, minimum=1, help="residual blocks of the local enhancer")
+    global_steps: int = option(1000, minimum=0, help="with --n-local-enhancers 1: steps that train the global "
+                                                     "generator alone at half resolution before the joint phase")
+    num_D: int = _num_d()
+    n_layers_D: int = _n_layers_d()
+    ndf: int = _ndf()
+    norm: str = _norm("instance")
+    init_type: str = _init_type()
+    init_gain: float = _init_gain()
+    gan_mode: str = option("lsgan", choices=("vanilla", "lsgan", "hinge"),
+                           help="adversarial loss: vanilla, lsgan, hinge")
+    lambda_feat: float = _lambda_feat()
+    lambda_vgg: float = option(10.0, help="weight of the VGG19 perceptual loss (only with --vgg-weights)")
+    vgg_weights: str = option("", help="local torchvision vgg19 weights file (.pth) for the perceptual loss; "
+                                       "nothing is downloaded, and without it the loss is off")
+
+
+MODEL_CONFIGS = {"pix2pix": Pix2PixConfig, "cyclegan": CycleGANConfig, "pix2pixhd": Pix2PixHDConfig}
 MODEL_CONFIGS.update(cut=CUTConfig, fastcut=FastCUTConfig)
 METHODS = tuple(MODEL_CONFIGS)
 
@@ -305,7 +349,7 @@ class RunConfig:
     name: str = option("run", required=True, help="run name: outputs go to CHECKPOINTS_DIR/NAME")
     checkpoints_dir: str = option("checkpoints", help="root folder of runs")
     data: DataConfig = field(default_factory=DataConfig)
-    model: Union[Pix2PixConfig, CycleGANConfig] = field(default_factory=Pix2PixConfig)
+    model: Union[Pix2PixConfig, CycleGANConfig, Pix2PixHDConfig] = field(default_factory=Pix2PixConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -368,6 +412,10 @@ class RunConfig:
             )
         if self.method in ("cut", "fastcut"):
             _validate_cut(self.model, d)
+        if getattr(self.model, "netD", None) == "multiscale" and self.model.gan_mode == "wgan-gp":
+            raise ConfigError("--netD multiscale does not support --gan-mode wgan-gp; use vanilla, lsgan or hinge")
+        if d.label_nc == 0 and d.instance_dir:
+            raise ConfigError("--instance-dir needs --label-nc (instance maps go with class-ID label maps)")
         if not self.name or "/" in self.name or self.name in (".", ".."):
             raise ConfigError(f"run name {self.name!r} must be a plain folder name")
 

@@ -162,7 +162,7 @@ def convert(translator, input, output, *, direction: Optional[str] = None, batch
             in_place_ok: bool = False, resize=None, max_pixels: Optional[int] = None,
             workers: Optional[int] = None, paths: Optional[Sequence] = None, progress: bool = True,
             shard: Tuple[int, int] = (0, 1), write_failures: bool = True,
-            clean_temp: bool = True, after_plan=None) -> ConvertSummary:
+            clean_temp: bool = True, after_plan=None, instance_dir=None) -> ConvertSummary:
     """Translate every image of ``input`` into ``output``, mirroring relative paths.
 
     Args:
@@ -186,6 +186,8 @@ def convert(translator, input, output, *, direction: Optional[str] = None, batch
             it once, before the ranks start writing).
         after_plan: called once planning is done, before anything is written (under torchrun a
             barrier, so no rank plans while another already writes).
+        instance_dir: for label translators trained with instance boundaries: the folder of
+            instance-ID maps, matched to the inputs by relative path without extension.
 
     Returns:
         ConvertSummary; its ``failures`` are also written to ``output/failed.jsonl``.
@@ -217,9 +219,21 @@ def convert(translator, input, output, *, direction: Optional[str] = None, batch
     workers = workers or max(2, min(8, (os.cpu_count() or 2)))
     t0 = time.perf_counter()
 
+    labels = getattr(translator, "labels", None)
+    instances = _instance_maps(labels, instance_dir)
+
     def decode(src: Path):
-        arr = read_image(src, max_pixels=max_pixels)
-        return arr, translator.prepare(arr, direction, resize)
+        if labels is None:
+            arr = read_image(src, max_pixels=max_pixels)
+            return arr, translator.prepare(arr, direction, resize)
+        arr = translator.read(src, max_pixels=max_pixels)  # class IDs, one-hot encoded by prepare
+        inst = None
+        if instances is not None:
+            key = _relative_key(src, base)
+            if key not in instances:
+                raise ValueError(f"no instance map for it in {instance_dir} (matched by relative path)")
+            inst = translator.read(instances[key], max_pixels=max_pixels)
+        return arr, translator.prepare(arr, direction, resize, instance=inst)
 
     def encode(arr: np.ndarray, dst: Path) -> None:
         write_image(dst, _fit_format(arr, dst), quality=quality)
@@ -305,6 +319,29 @@ def convert(translator, input, output, *, direction: Optional[str] = None, batch
             if write_failures:
                 write_failures_file(output, summary.failures)
     return summary
+
+
+def _relative_key(src: Path, base: Path) -> str:
+    try:
+        rel = Path(src).resolve().relative_to(Path(base).resolve())
+    except ValueError:
+        rel = Path(Path(src).name)
+    return rel.with_suffix("").as_posix()
+
+
+def _instance_maps(labels, instance_dir):
+    """relative path without extension -> instance map file, for label translators that need them."""
+    from .data.discover import list_images
+
+    if labels is None or not labels["instance_channel"]:
+        if instance_dir is not None:
+            raise ConvertError("--instance-dir is only for translators trained with instance maps")
+        return None
+    if instance_dir is None or not Path(instance_dir).is_dir():
+        raise ConvertError("this translator was trained with instance boundaries: give the folder of instance-ID "
+                           f"maps with --instance-dir (got {instance_dir})")
+    folder = Path(instance_dir)
+    return {p.relative_to(folder).with_suffix("").as_posix(): p for p in list_images(folder)}
 
 
 def merge_summaries(parts: Sequence[ConvertSummary]) -> ConvertSummary:

@@ -72,7 +72,10 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
         batch_size: images per network call.
         out_dir: where to write; default ``<run>/eval/<split>/``.
         max_images: evaluate the first N inputs only (and the first N target-domain images).
-        size: evaluation resolution (square side); default the training crop size.
+        size: evaluation resolution (square side); default the training crop size; 0: every image
+            at its own full resolution (no resize; one image per network call). Translators trained
+            on class-ID label maps read the label side as IDs and one-hot encode it (resized with
+            nearest neighbour only).
         fid: compute FID/KID (False skips them without a message).
         html_rows: thumbnail rows in eval.html.
 
@@ -100,7 +103,10 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
     c_in, c_out = t.channels(direction)
     pre = t.preprocessing
     size = int(size if size is not None else (pre.get("crop_size") or 256))
-    if size < metrics.SSIM_WINDOW:
+    full_res = size == 0
+    if full_res:
+        batch_size = 1  # native sizes may differ between images
+    elif size < metrics.SSIM_WINDOW:
         raise ArgumentError(f"size must be at least {metrics.SSIM_WINDOW} (the SSIM window), got {size}")
     data_dir = "AtoB" if direction == "a2b" else "BtoA"  # which side of the data is the input
     translator_dir = t.folder
@@ -113,9 +119,15 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
     layout = detect_layout(data, split)
     paired = layout.kind in ("ab", "a_b")
     if paired:
-        ds = PairedDataset(data, split=split, direction=data_dir, input_nc=c_in, output_nc=c_out,
-                           preprocess="resize_and_crop", load_size=size, crop_size=size, flip=False,
-                           max_items=max_images)
+        labels = t.labels or {}
+        ds = PairedDataset(data, split=split, direction=data_dir, input_nc=3 if labels else c_in, output_nc=c_out,
+                           preprocess="none" if full_res else "resize_and_crop", load_size=max(size, 1),
+                           crop_size=max(size, 1), flip=False, max_items=max_images,
+                           label_nc=labels.get("label_nc", 0))
+        if labels and ds.instance_channel != labels["instance_channel"]:
+            raise ArgumentError(f"the translator was trained {'with' if labels['instance_channel'] else 'without'} "
+                                f"instance maps, but {data} split {split} {'has no' if not ds.instance_channel else 'has an'} "
+                                "inst/ folder")
         inputs = _batches(ds, batch_size)
         n_inputs = len(ds)
     else:
@@ -204,8 +216,10 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
             "input_side": _side(data_dir, layout.kind, "input"),
             "target_side": _side(data_dir, layout.kind, "target"),
             "images": n_inputs, "target_images": n_targets,
-            "resolution": [size, size],
-            "resize": f"each image (each half in layout ab) to {size}x{size}, no crop, no flip",
+            "resolution": "native" if full_res else [size, size],
+            "resize": ("none: every image at its full resolution, no crop, no flip" if full_res else
+                       f"each image (each half in layout ab) to {size}x{size}, no crop, no flip"),
+            "label_encoding": t.labels,
             "resize_filter": RESIZE_FILTER,
             "paired_metrics": None if not paired else {
                 "l1": "mean |output - target| over channels and pixels, values in [-1, 1]",
@@ -325,6 +339,8 @@ def _write_thumbs(folder: Path, k: int, a: torch.Tensor, out: torch.Tensor,
     from .data import tensor_to_image, write_image
 
     names = {}
+    if a.shape[0] not in (1, 3):  # one-hot class IDs: show the ID map as gray levels
+        a = a.argmax(0, keepdim=True).float() * (2.0 / max(a.shape[0] - 1, 1)) - 1
     for role, img in (("input", a), ("output", out), ("target", b)):
         if img is None:
             continue
@@ -350,7 +366,7 @@ def _html(doc: Dict[str, Any], rows: List[Dict[str, Any]], paired: bool) -> str:
              ("SSIM", _fmt(m["ssim"])), ("FID", _fmt(m["fid"], 2)), ("KID", kid)]
     inc = p["fid_kid"]["inception"]
     notes = [f"{p['images']} images from {p['data']} split {p['split']} (layout {p['layout']}), "
-             f"{c['method']} {c['direction']}, step {c['step']}, at {p['resolution'][0]}x{p['resolution'][1]}",
+             f"{c['method']} {c['direction']}, step {c['step']}, at {_res(p)}",
              f"FID/KID against {p['target_images']} real images ({p['fid_kid']['real_set']})"
              + (f"; Inception {inc['path']} sha256 {inc['sha256'][:16]}…" if inc else
                 f"; skipped: {p['fid_kid']['skipped']}")]
@@ -403,7 +419,7 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="images per network call (default: 8)")
     p.add_argument("--max-images", type=int, default=None, metavar="N", help="evaluate the first N images only")
     p.add_argument("--size", type=int, default=None, metavar="N",
-                   help="evaluation resolution N x N (default: the training crop size)")
+                   help="evaluation resolution N x N (default: the training crop size; 0: full resolution)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output folder (default: RUN/eval/SPLIT; RUN/eval/SPLIT_DIRECTION for CycleGAN)")
     p.set_defaults(func=_cmd_eval)
@@ -426,7 +442,7 @@ def format_table(doc: Dict[str, Any]) -> str:
     """A few lines: what was evaluated, each metric, where the report is."""
     m, p, c = doc["metrics"], doc["protocol"], doc["checkpoint"]
     lines = [f"{c['method']} {c['direction']} (step {c['step']}) on {p['data']} split {p['split']}: "
-             f"{p['images']} images at {p['resolution'][0]}x{p['resolution'][1]}"]
+             f"{p['images']} images at {_res(p)}"]
     if m["l1"] is not None or m["psnr"] is not None:
         lines += [f"  L1    {_fmt(m['l1'])}", f"  PSNR  {_fmt(m['psnr'], 2)} dB", f"  SSIM  {_fmt(m['ssim'])}"]
     if m["fid"] is not None:
@@ -437,3 +453,8 @@ def format_table(doc: Dict[str, Any]) -> str:
     out = doc.get("out_dir", ".")
     lines.append(f"report: {Path(out) / 'eval.html'} (details in {Path(out) / 'eval.json'})")
     return "\n".join(lines)
+
+
+def _res(protocol: Dict[str, Any]) -> str:
+    r = protocol["resolution"]
+    return "full resolution" if r == "native" else f"{r[0]}x{r[1]}"

@@ -154,6 +154,8 @@ def export_translator(
         "input_nc": input_nc, "output_nc": output_nc, "checked": bool(check), "parity": [],
         "tolerance": float(tolerance), "ok": True,
     }
+    if meta.get("label_usage"):
+        report["label_usage"] = meta["label_usage"]
     if check:
         # Both shapes differ from the export examples (1 x C x s x s traced, 2 x C x 2s x 2s for
         # torch.export) in height and width, and together they cover batch 1 and 2.
@@ -219,7 +221,22 @@ def _metadata(doc: Dict[str, Any], direction: str, net: nn.Module, multiple: int
         "pad_mode": pre.get("pad_mode", "reflect"), "batchnorm": pre.get("batchnorm", "per_image"),
         "usage": (f"H and W must be multiples of {multiple}: pad the image ({pre.get('pad_mode', 'reflect')}) "
                   "to the next multiple, run, crop the output back; 8-bit pixels p map to p / 127.5 - 1"),
+        **_label_metadata(pre),
     }
+
+
+def _label_metadata(pre: Dict[str, Any]) -> Dict[str, Any]:
+    """For translators of class-ID label maps: the one-hot step the caller must do before the model."""
+    labels = pre.get("labels")
+    if not labels:
+        return {}
+    n, inst = labels["label_nc"], labels["instance_channel"]
+    return {"label_encoding": dict(labels),
+            "label_usage": (f"the input is one-hot, not an image: channel k (0..{n - 1}) is 1.0 where the class ID "
+                            f"is k, else 0.0" + (f"; channel {n} is 1.0 on instance boundaries (pixels whose "
+                                                 "instance ID differs from a 4-neighbour's)" if inst else "")
+                            + "; pad (reflect) the one-hot tensor to the size multiple, resize IDs only with "
+                              "nearest neighbour")}
 
 
 @contextlib.contextmanager
@@ -397,6 +414,8 @@ def format_report(report: Dict[str, Any]) -> str:
         f"input:  (B, {report['input_nc']}, H, W) float32 in [-1, 1], H and W multiples of "
         f"{report['size_multiple']}; output (B, {report['output_nc']}, H, W)",
     ]
+    if report.get("label_usage"):
+        lines.append(f"labels: {report['label_usage']}")
     if not report["checked"]:
         lines.append("parity: not checked (--no-check)")
     else:

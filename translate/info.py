@@ -45,9 +45,18 @@ def format_description(desc: Dict[str, Any]) -> str:
     for direction, g in desc["generators"].items():
         cfg = ", ".join(f"{k}={v}" for k, v in g["config"].items())
         lines.append(f"{direction}:        {g['arch']}({cfg}), {g['params']:,} parameters, {g['file']}")
-    lines.append(f"input:      {pre.get('input_nc')} channels -> output {pre.get('output_nc')} channels, "
-                 f"values in {pre.get('value_range')}, sides padded ({pre.get('pad_mode')}) to multiples of "
-                 f"{pre.get('size_multiple')}")
+    labels = pre.get("labels")
+    if labels:
+        inst = " + 1 instance-boundary channel" if labels["instance_channel"] else ""
+        lines.append(f"labels:     class IDs 0..{labels['label_nc'] - 1} (single-channel maps), one-hot encoded to "
+                     f"{labels['label_nc']} channels{inst}; resized with nearest neighbour only")
+        lines.append(f"input:      label map -> output {pre.get('output_nc')} channels, "
+                     f"values in {pre.get('value_range')}, sides padded ({pre.get('pad_mode')}) to multiples of "
+                     f"{pre.get('size_multiple')}")
+    else:
+        lines.append(f"input:      {pre.get('input_nc')} channels -> output {pre.get('output_nc')} channels, "
+                     f"values in {pre.get('value_range')}, sides padded ({pre.get('pad_mode')}) to multiples of "
+                     f"{pre.get('size_multiple')}")
     lines.append(f"trained on: {prov.get('data')} ({pre.get('direction')}, {pre.get('preprocess')} "
                  f"load {pre.get('load_size')} crop {pre.get('crop_size')})")
     lines.append(f"saved:      step {prov.get('step')}, epoch {prov.get('epoch')}, {prov.get('saved')}")

@@ -23,8 +23,13 @@ def adversarial_loss(pred: torch.Tensor, real: bool, mode: str, for_discriminato
             (-mean(pred)); the other modes are symmetric.
 
     Returns:
-        Scalar loss tensor.
+        Scalar loss tensor. For a multi-scale discriminator's output (a list with one entry per
+        scale, each a tensor or a list of layer outputs whose last is the logits) the mean of
+        the loss over the scales.
     """
+    if isinstance(pred, (list, tuple)):
+        scales = [p[-1] if isinstance(p, (list, tuple)) else p for p in pred]
+        return sum(adversarial_loss(p, real, mode, for_discriminator) for p in scales) / len(scales)
     pred = pred.float()
     if mode == "vanilla":
         target = torch.ones_like(pred) if real else torch.zeros_like(pred)
@@ -83,3 +88,26 @@ def patch_nce_loss(query: torch.Tensor, key: torch.Tensor, temperature: float = 
     b, p, _ = logits.shape
     target = torch.arange(p, device=logits.device).repeat(b)  # location i's positive is key i
     return F.cross_entropy(logits.reshape(b * p, p), target)
+def feature_matching_loss(fake_feats, real_feats) -> torch.Tensor:
+    """Discriminator feature matching (Wang et al. 2018, eq. 4): L1 between the intermediate layer
+    outputs of D on generated and on real images.
+
+    Args:
+        fake_feats, real_feats: multi-scale discriminator outputs (one list per scale of layer
+            outputs, the last being the logits, which are left out); ``real_feats`` are treated as
+            constants (detached).
+
+    Returns:
+        Scalar: sum over scales and layers of the mean absolute difference, each scale weighted
+        1 / num_scales and each layer 4 / (number of layers), as in the pix2pixHD reference code.
+    """
+    if len(fake_feats) != len(real_feats) or not fake_feats:
+        raise ValueError(f"expected the same non-zero number of scales, got {len(fake_feats)} and {len(real_feats)}")
+    loss = 0.0
+    for fake, real in zip(fake_feats, real_feats):
+        layers = len(fake) - 1
+        if layers < 1:
+            raise ValueError("feature matching needs discriminators that return their layer outputs")
+        for f, r in zip(fake[:-1], real[:-1]):
+            loss = loss + F.l1_loss(f.float(), r.detach().float()) * (4.0 / layers) / len(fake_feats)
+    return loss

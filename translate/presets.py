@@ -52,6 +52,7 @@ def tiny() -> Preset:
 _TINY_MODEL = {"pix2pix": {"netG": "unet", "num_downs": 5}, "cyclegan": {"netG": "resnet_6blocks"}}
 _TINY_MODEL.update(cut={"netG": "resnet_6blocks", "head_units": 16},
                    fastcut={"netG": "resnet_6blocks", "head_units": 16})
+_TINY_MODEL["pix2pixhd"] = {"n_downsample_global": 2, "n_blocks_global": 1, "num_D": 2}
 
 PRESETS: Dict[str, Callable[[], Preset]] = {
     "pix2pix_paper": pix2pix_paper,

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import CheckpointError, load_generator, read_translator_json
+from .checkpoint import CheckpointError, label_encoding, load_generator, read_translator_json
 from .errors import ArgumentError, DirectionError
 from .nn.inference import for_inference
 from .runtime import autocast, check_precision, resolve_device, use_fast_kernels, warn_if_slow_precision
@@ -50,6 +50,8 @@ class Translator:
         self.method = doc["method"]
         self.preprocessing = pre
         self.folder = Path(doc["_folder"])  # the translator folder it was loaded from
+        # {"label_nc": N, "instance_channel": bool} when inputs are class-ID maps, else None
+        self.labels = label_encoding(pre)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -183,7 +185,7 @@ class Translator:
         return (out / weight)[..., :h, :w]
 
     # ------------------------------------------------------------------ images
-    def __call__(self, images, direction: Optional[str] = None, resize=None):
+    def __call__(self, images, direction: Optional[str] = None, resize=None, instance=None):
         """Translate one image or a list of images.
 
         Args:
@@ -197,37 +199,74 @@ class Translator:
         Returns:
             The same kind as the input: PIL in, PIL out; numpy in, numpy of the same dtype out;
             a path in, a numpy array out. A list gives a list. Alpha is carried over unchanged.
+
+        Label translators (trained with ``--label-nc``) take single-channel class-ID maps (paths,
+        gray or palette PIL images, (H, W) integer arrays), one-hot encode them themselves and
+        return uint8 images; ``instance`` is the instance-ID map for translators trained with
+        instance boundaries.
         """
         if isinstance(images, (list, tuple)):
+            if instance is not None:
+                raise ValueError("instance= goes with one label map at a time")
             return [self._one(im, direction, resize) for im in images]
-        return self._one(images, direction, resize)
+        return self._one(images, direction, resize, instance)
 
-    def _one(self, image, direction, resize):
-        from .data.io import read_image
+    def read(self, path: Union[str, Path], max_pixels: Optional[int] = None) -> np.ndarray:
+        """Decode an input file: a class-ID map (H, W) of integers for label translators, else an image."""
+        from .data.io import DEFAULT_MAX_PIXELS, read_image
+        from .data.labels import read_label_map
 
+        if self.labels is None:
+            return read_image(path, max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
+        ids = read_label_map(path)
+        if max_pixels is not None and ids.size > max_pixels:
+            raise ValueError(f"{path}: {ids.shape[1]}x{ids.shape[0]} pixels, more than max_pixels={max_pixels}")
+        return ids
+
+    def _one(self, image, direction, resize, instance=None):
         direction = self.pick_direction(direction)
         kind = "numpy"
         if isinstance(image, (str, Path)):
-            arr = read_image(image)
+            arr = self.read(image)
+        elif _is_pil(image) and self.labels is not None:
+            kind, arr = "pil", np.asarray(image) if image.mode in ("L", "P", "I;16", "I") else _pil_to_array(image)
         elif _is_pil(image):
             kind, arr = "pil", _pil_to_array(image)
         elif isinstance(image, np.ndarray):
             arr = image
         else:
             raise TypeError(f"expected a PIL image, numpy array or path, got {type(image).__name__}")
-        out = self.translate_array(arr, direction, resize)
+        if isinstance(instance, (str, Path)):
+            from .data.labels import read_label_map
+
+            instance = read_label_map(instance)
+        elif instance is not None and _is_pil(instance):
+            instance = np.asarray(instance)
+        out = self.translate_array(arr, direction, resize, instance=instance)
         return _array_to_pil(out) if kind == "pil" else out
 
-    def translate_array(self, arr: np.ndarray, direction: Optional[str] = None, resize=None) -> np.ndarray:
-        """numpy ``(H, W)`` / ``(H, W, C)`` -> translated array of the same dtype and size."""
-        x, alpha, dtype, squeeze = self.prepare(arr, direction, resize)
+    def translate_array(self, arr: np.ndarray, direction: Optional[str] = None, resize=None,
+                        instance: Optional[np.ndarray] = None) -> np.ndarray:
+        """numpy ``(H, W)`` / ``(H, W, C)`` -> translated array of the same dtype and size.
+
+        Label translators take an ``(H, W)`` class-ID map (and ``instance``, an ``(H, W)``
+        instance-ID map, when they were trained with instance boundaries) and return ``(H, W, C)``
+        uint8 images.
+        """
+        x, alpha, dtype, squeeze = self.prepare(arr, direction, resize, instance=instance)
         y = self.translate_tensor(x[None], direction)[0]
         return self.finish(y, arr.shape[:2], alpha, dtype, squeeze)
 
-    def prepare(self, arr: np.ndarray, direction: Optional[str] = None, resize=None):
-        """Split an image array into the network input (C, h, w) in [-1, 1] and what ``finish`` needs."""
+    def prepare(self, arr: np.ndarray, direction: Optional[str] = None, resize=None,
+                instance: Optional[np.ndarray] = None):
+        """Split an image array into the network input (C, h, w) in [-1, 1] and what ``finish`` needs.
+
+        Label translators one-hot encode a class-ID map instead (nearest neighbour when resizing).
+        """
         from .data.io import image_to_tensor, to_channels
 
+        if self.labels is not None:
+            return self._prepare_labels(arr, resize, instance)
         if not isinstance(arr, np.ndarray) or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
             raise ValueError(f"expected an (H, W) or (H, W, C) image with C in 1-4, got shape "
                              f"{getattr(arr, 'shape', None)}")
@@ -245,6 +284,29 @@ class Translator:
             x = F.interpolate(x[None], size=(size[1], size[0]), mode="bicubic", align_corners=False)[0]
             x = x.clamp(-1, 1)
         return x, alpha, arr.dtype, squeeze
+
+    def _prepare_labels(self, arr: np.ndarray, resize, instance: Optional[np.ndarray]):
+        """Class-ID map (H, W) -> one-hot (label_nc [+ 1], h, w) of 0/1; output as uint8 images."""
+        from .data.labels import check_ids, encode_labels, resize_nearest
+
+        n, with_inst = self.labels["label_nc"], self.labels["instance_channel"]
+        ids = _as_id_map(arr, "label map")
+        check_ids(ids, n, "the label map")
+        if with_inst and instance is None:
+            raise ValueError(f"this translator was trained with instance boundaries: give the instance-ID map too "
+                             f"(instance=..., or --instance-dir with convert)")
+        if instance is not None:
+            if not with_inst:
+                raise ValueError("this translator was trained without instance maps; do not pass instance=")
+            instance = _as_id_map(instance, "instance map")
+            if instance.shape != ids.shape:
+                raise ValueError(f"the instance map is {instance.shape[1]}x{instance.shape[0]}, the label map "
+                                 f"{ids.shape[1]}x{ids.shape[0]}")
+        size = self._resize_target(resize)
+        if size is not None:  # IDs are never interpolated
+            ids = resize_nearest(ids, size[1], size[0])
+            instance = resize_nearest(instance, size[1], size[0]) if instance is not None else None
+        return encode_labels(ids, n, instance), None, np.dtype(np.uint8), False
 
     def finish(self, y: torch.Tensor, hw, alpha, dtype, squeeze: bool) -> np.ndarray:
         """Network output (C, h, w) in [-1, 1] -> image array of ``dtype`` and size ``hw``."""
@@ -284,6 +346,19 @@ class Translator:
     def __repr__(self) -> str:
         return (f"Translator({self.method}, directions={self.directions}, device={self.device}, "
                 f"precision={self.precision})")
+
+
+def _as_id_map(arr, what: str) -> np.ndarray:
+    """An (H, W) integer array of IDs from (H, W) or (H, W, 1) input."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"expected the {what} as a numpy array, got {type(arr).__name__}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim != 2:
+        raise ValueError(f"a {what} must be single-channel (H, W) class IDs, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer) or (arr.size and arr.min() < 0):
+        raise ValueError(f"a {what} must hold non-negative integer IDs, got {arr.dtype}")
+    return arr
 
 
 def _round_up(n: int, m: int) -> int:

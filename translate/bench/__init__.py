@@ -42,7 +42,7 @@ import torch
 
 from ..runtime import DeviceError, check_precision, has_native_precision, native_precisions, resolve_device
 from .machine import machine_facts
-from .measure import ALL_WHAT, CONVERT_WHAT, PRECISIONS, TRAIN_WHAT, Bench, BenchError, Settings
+from .measure import ALL_WHAT, CONVERT_WHAT, LABEL_WHAT, PRECISIONS, TRAIN_WHAT, Bench, BenchError, Settings
 from .report import fmt_with_unit, format_table, write_json
 from .synthetic import make_synthetic_datasets
 
@@ -97,6 +97,8 @@ def run_bench(
     seed: int = 0,
     argv: Optional[Sequence[str]] = None,
     log: Optional[Callable[[str], None]] = None,
+    label_size: Optional[str] = None,
+    label_nc: int = 35,
 ) -> Dict[str, Any]:
     """Measure training and conversion speed, FLOP/s against the matmul peak, memory and quality.
 
@@ -122,6 +124,8 @@ def run_bench(
         seed: seed of the synthetic data and of the networks' initialisation.
         argv: the command line, recorded in the result.
         log: progress callback (default: lines on stderr).
+        label_size: "WxH" of the synthetic class-ID maps of ``train-pix2pixhd`` (default: size x size).
+        label_nc: classes of those maps (default 35, as Cityscapes).
 
     Returns:
         A JSON-serialisable dict: ``machine``, ``settings``, ``command``, ``peak``, ``flops``,
@@ -136,6 +140,7 @@ def run_bench(
                          netG_pix2pix=netG_pix2pix, netG_cyclegan=netG_cyclegan, what=what, data=data,
                          images=images, warmup=warmup, windows=windows, window_seconds=window_seconds,
                          checkpoint=checkpoint, quick=quick, num_workers=num_workers, seed=seed)
+    settings.label_size, settings.label_nc = _label_settings(label_size, label_nc)
     dev, precs = settings.device, settings.precisions
     argv = list(sys.argv if argv is None else argv)
     result: Dict[str, Any] = {
@@ -172,8 +177,8 @@ def _settings(*, device, precisions, size, batch_size, netG_pix2pix, netG_cycleg
             check_precision(prec, dev)
     except DeviceError as e:
         raise BenchError(str(e)) from None
-    whats = _as_list(what, ALL_WHAT, "measurement") or list(ALL_WHAT)
-    whats = [w for w in ALL_WHAT if w in whats]  # peak first, in a fixed order
+    whats = _as_list(what, ALL_WHAT + LABEL_WHAT, "measurement") or list(ALL_WHAT)
+    whats = [w for w in ALL_WHAT + LABEL_WHAT if w in whats]  # peak first, in a fixed order
     whats = (["peak"] if "peak" in whats else []) + [w for w in whats if w != "peak"]
     if batch_size < 1:
         raise BenchError(f"batch size must be >= 1, got {batch_size}")
@@ -210,6 +215,21 @@ def _settings(*, device, precisions, size, batch_size, netG_pix2pix, netG_cycleg
     return settings
 
 
+def _label_settings(label_size: Optional[str], label_nc: int):
+    """(width, height) or None, and the class count, of ``train-pix2pixhd``."""
+    if label_nc < 1:
+        raise BenchError(f"--label-nc must be >= 1, got {label_nc}")
+    if label_size is None:
+        return None, label_nc
+    try:
+        w, h = (int(v) for v in str(label_size).lower().split("x"))
+    except ValueError:
+        raise BenchError(f"--label-size expects WIDTHxHEIGHT, e.g. 2048x1024, got {label_size!r}") from None
+    if w < 8 or h < 8:
+        raise BenchError(f"--label-size must be at least 8x8, got {label_size}")
+    return (w, h), label_nc
+
+
 def _measure(bench: Bench, w: str, prec: str, result: Dict[str, Any], log: Callable[[str], None]) -> Dict[str, Any]:
     """One row of the result: measurement ``w`` in precision ``prec``."""
     t0 = time.perf_counter()
@@ -221,7 +241,7 @@ def _measure(bench: Bench, w: str, prec: str, result: Dict[str, Any], log: Calla
                "flops_per_item": None, "achieved_flops_per_s": p["flops_per_s"],
                "peak_memory_bytes": None, "peak_memory_kind": None, "n": p["n"], "repeats": p["repeats"],
                "windows": p["windows"], "statistic": "best"}
-    elif w in TRAIN_WHAT:
+    elif w in TRAIN_WHAT + LABEL_WHAT:
         row = bench.train(w.split("-", 1)[1], prec)
     else:
         row = bench.convert(w.split("-", 1)[1], prec)
@@ -293,6 +313,10 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
                    help="training data loader processes (default -1: as many as training uses)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and network initialisation (default 0)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the full result as JSON to OUT")
+    p.add_argument("--label-size", default=None, metavar="WxH",
+                   help=f"size of the synthetic class-ID maps of {', '.join(LABEL_WHAT)} (opt-in with --what; "
+                        "default: --size square), e.g. 2048x1024")
+    p.add_argument("--label-nc", type=int, default=35, help="classes of those maps (default 35)")
     p.add_argument("--quick", action="store_true",
                    help="tiny settings (size 64, small nets, short windows) for smoke tests")
     p.set_defaults(func=_cmd_bench)
@@ -305,7 +329,7 @@ def _cmd_bench(args, argv) -> int:
         netG_pix2pix=args.netG_pix2pix, netG_cyclegan=args.netG_cyclegan, what=args.what, data=args.data,
         images=args.images, warmup=args.warmup, windows=args.windows, window_seconds=args.window_seconds,
         checkpoint=args.checkpoint, quick=args.quick, num_workers=args.num_workers, seed=args.seed,
-        argv=argv,
+        argv=argv, label_size=args.label_size, label_nc=args.label_nc,
     )
     print(format_table(result))
     if args.json:

@@ -27,6 +27,9 @@ TRAIN_WHAT = ("train-pix2pix", "train-cyclegan")
 TRAIN_WHAT += ("train-cut", "train-fastcut")  # one-sided unpaired methods, same generator as CycleGAN
 CONVERT_WHAT = ("convert-pix2pix", "convert-cyclegan")
 ALL_WHAT = TRAIN_WHAT + CONVERT_WHAT + ("peak",)
+# Opt-in measurements (not part of the default run): pix2pixHD training on synthetic class-ID
+# label maps of --label-size (W x H, default --size square) with --label-nc classes.
+LABEL_WHAT = ("train-pix2pixhd",)
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -60,6 +63,8 @@ class Settings:
     train_images: int
     matmul_size: int
     matmul_seconds: float
+    label_size: Optional[Tuple[int, int]] = None  # (width, height) of train-pix2pixhd; None: size x size
+    label_nc: int = 35
 
     def to_json(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -100,6 +105,42 @@ def run_config(method: str, s: Settings, precision: str, data_root: Path):
     d["model"].update(model)
     d["loop"].update(batch_size=s.batch_size, device=str(s.device), precision=precision, seed=s.seed)
     return RunConfig.from_dict(d)
+
+
+def label_run_config(s: Settings, precision: str, data_root: Path):
+    """pix2pixHD on class-ID maps at their full size (no resize, no crop), the paper's networks."""
+    from ..config import MODEL_CONFIGS, RunConfig
+
+    d = RunConfig(method="pix2pixhd", model=MODEL_CONFIGS["pix2pixhd"]()).to_dict()
+    d["name"] = "bench"
+    w, h = label_size(s)
+    d["data"].update(root=str(data_root), preprocess="none", load_size=max(w, h), crop_size=min(w, h),
+                     num_workers=s.num_workers, label_nc=s.label_nc)
+    if s.quick:
+        d["model"].update(ngf=8, ndf=8, n_layers_D=2, num_D=2, n_blocks_global=2, n_downsample_global=2)
+    d["loop"].update(batch_size=s.batch_size, device=str(s.device), precision=precision, seed=s.seed)
+    return RunConfig.from_dict(d)
+
+
+def label_size(s: Settings) -> Tuple[int, int]:
+    return s.label_size or (s.size, s.size)
+
+
+def make_label_dataset(root: Path, width: int, height: int, n: int, label_nc: int, seed: int) -> Path:
+    """A paired a_b folder of synthetic class-ID maps (``train/A/k.png``, 8-bit gray, blocks of IDs
+    0..label_nc-1) and photos (``train/B/k.jpg``) of ``width`` x ``height``."""
+    from ..data.io import write_image
+    from .synthetic import synthetic_image
+
+    rng = np.random.default_rng(seed)
+    for k in range(n):
+        ids = np.zeros((height, width), np.uint8)
+        for _ in range(40):
+            y, x = int(rng.integers(0, height)), int(rng.integers(0, width))
+            ids[y:y + height // 4, x:x + width // 6] = int(rng.integers(0, label_nc))
+        write_image(root / "train" / "A" / f"{k:04d}.png", ids[:, :, None])
+        write_image(root / "train" / "B" / f"{k:04d}.jpg", synthetic_image(rng, height, width), quality=95)
+    return root
 
 
 def flop_count(fn: Callable[[], Any]) -> int:
@@ -153,6 +194,16 @@ class Bench:
                                                  s.images if need_convert else 0, s.seed)
             self.log(f"synthetic data written in {time.perf_counter() - t0:.1f}s")
         return self.paths
+
+    def label_dataset(self) -> Path:
+        if "labels" not in self.paths:
+            s = self.s
+            t0 = time.perf_counter()
+            w, h = label_size(s)
+            self.paths["labels"] = make_label_dataset(self.tmp / "labels", w, h, max(2, min(s.train_images, 4)),
+                                                      s.label_nc, s.seed)
+            self.log(f"synthetic {w}x{h} class-ID data written in {time.perf_counter() - t0:.1f}s")
+        return self.paths["labels"]
 
     def conversion_files(self) -> List[Path]:
         if not self.convert_files:
@@ -212,8 +263,11 @@ class Bench:
                                          make_loader, resolve_num_workers)
 
         s, device = self.s, self.s.device
-        data_root = self.datasets()["paired" if method == "pix2pix" else "unpaired"]
-        cfg = run_config(method, s, precision, data_root)
+        if method == "pix2pixhd":
+            cfg = label_run_config(s, precision, self.label_dataset())
+        else:
+            data_root = self.datasets()["paired" if method == "pix2pix" else "unpaired"]
+            cfg = run_config(method, s, precision, data_root)
         loop, d = cfg.loop, cfg.data
         mem = PeakMemory(device)
         with fork_rng(device), mem:
@@ -241,28 +295,32 @@ class Bench:
                 return batch["a"].shape[0]
 
             try:
-                res = self._time_steps(step, per_step_items=method == "pix2pix")
+                res = self._time_steps(step, per_step_items=method != "cyclegan")
             finally:
                 batches.close()
                 del batches, loader
                 gc.collect()
             gen = m.nets["gen_a2b"]
-            gen_flops = generator_forward_flops(gen.arch, gen.config, (1, d.input_nc, s.size, s.size))
+            w, h = label_size(s) if method == "pix2pixhd" else (s.size, s.size)
+            gen_flops = generator_forward_flops(gen.arch, gen.config, (1, gen.config["input_nc"], h, w))
             del m, parts, dataset
         step_flops = res.pop("step_flops")
         key = method
         self.flops.setdefault(key, {})
-        self.flops[key].update({"netG": cfg.model.netG, "generator": gen.arch,
+        net_g = getattr(cfg.model, "netG", gen.arch)
+        self.flops[key].update({"netG": net_g, "generator": gen.arch,
                                 "generator_forward_flops_per_image": gen_flops,
                                 "train_step_flops": step_flops, "train_step_batch": s.batch_size,
-                                "train_size": s.size})
-        if method == "pix2pix":
+                                "train_size": s.size if method != "pix2pixhd" else list(label_size(s))})
+        if method in ("pix2pix", "pix2pixhd"):
             res.update(metric="training images/s", unit="img/s", flops_per_item=step_flops / s.batch_size)
         else:
             res.update(metric="training iterations/s", unit="it/s", flops_per_item=step_flops,
                        images_per_iteration=s.batch_size)
         res.update(peak_memory_bytes=mem.peak, peak_memory_kind=mem.kind, num_workers=num_workers,
-                   netG=cfg.model.netG, generator=gen.arch)
+                   netG=net_g, generator=gen.arch)
+        if method == "pix2pixhd":
+            res.update(label_size=list(label_size(s)), label_nc=s.label_nc)
         return res
 
     def _time_steps(self, step: Callable[[], int], per_step_items: bool) -> Dict[str, Any]:

@@ -146,7 +146,29 @@ def _side_stats(folder: Path, files: Sequence[Path]) -> dict:
     }
 
 
-def _check_split(root: Path, split: Optional[str], layout: str) -> dict:
+def _label_sides(entry: dict, found, label_nc: Optional[int]) -> None:
+    """Adds ``entry["labels"]``: the class IDs found on the side(s) holding single-channel label maps.
+
+    A side holds label maps when all its images are single-channel; with ``label_nc`` and no such
+    side, side A is read as label maps (e.g. palette PNGs, whose indices are the IDs).
+    """
+    from .labels import id_counts
+
+    sides = {name: stats for name, stats in entry["sides"].items() if name in ("A", "B")}
+    gray = [name for name, stats in sides.items()
+            if stats["readable"] and set(stats["modes"]) <= {"gray", "gray 16-bit"}]
+    if not gray and label_nc is not None and "A" in sides:
+        gray = ["A"]
+    for name in gray:
+        folder = found.folder_a if name == "A" else found.folder_b
+        counts = id_counts(list_images(folder), label_nc)
+        entry.setdefault("labels", {})[name] = {"label_nc": label_nc, **counts}
+    if label_nc is not None and not gray:
+        entry["notes"].append("--label-nc: no side of this split holds single-channel label maps "
+                              "(class-ID maps need the a_b layout: A/ labels, B/ images)")
+
+
+def _check_split(root: Path, split: Optional[str], layout: str, label_nc: Optional[int] = None) -> dict:
     entry: dict = {"split": split, "layout": None, "error": None, "sides": {}, "notes": [],
                    "pairs": None, "only_a": [], "only_b": [], "duplicates": []}
     try:
@@ -179,16 +201,19 @@ def _check_split(root: Path, split: Optional[str], layout: str) -> dict:
     entry["sides"]["B"] = _side_stats(found.folder_b, list_images(found.folder_b))
     if found.kind == "a_b":
         entry["notes"].append("the A and B folders can also be used as unpaired domains (CycleGAN)")
+    _label_sides(entry, found, label_nc)
     return entry
 
 
 def _split_ok(entry: dict) -> bool:
     return (entry["error"] is None and not entry["only_a"] and not entry["only_b"]
             and not entry["duplicates"]
-            and all(s["count"] > 0 and not s["unreadable"] for s in entry["sides"].values()))
+            and all(s["count"] > 0 and not s["unreadable"] for s in entry["sides"].values())
+            and not any(lab["out_of_range_files"] or lab["unreadable"] for lab in entry.get("labels", {}).values()))
 
 
-def check_data(root: PathLike, split: Optional[str] = None, layout: str = "auto") -> dict:
+def check_data(root: PathLike, split: Optional[str] = None, layout: str = "auto",
+               label_nc: Optional[int] = None) -> dict:
     """Inspects a dataset folder: layout, counts, sizes, pixel formats and bad files.
 
     Every image is decoded once (in threads), so this takes about as long as a dataset's
@@ -207,7 +232,12 @@ def check_data(root: PathLike, split: Optional[str] = None, layout: str = "auto"
         ``count``, ``readable``, ``sizes`` {"WxH": count}, ``min_size``/``max_size``
         [width, height], ``modes`` {"RGB": count, "gray 16-bit": count, ...},
         ``unreadable`` [[path, reason]]), ``pairs``, ``only_a``, ``only_b``,
-        ``duplicates`` and ``notes``.
+        ``duplicates`` and ``notes``; and ``labels`` (side -> ``ids`` found, ``pixels`` per
+        ID, ``out_of_range`` files with an ID >= ``label_nc``) for sides of single-channel maps.
+
+    Args (continued):
+        label_nc: the number of classes a ``--label-nc`` run would use: IDs at or above it are
+            problems.
     """
     root = Path(root)
     report: dict = {"root": str(root), "ok": False, "problems": [], "splits": []}
@@ -223,7 +253,7 @@ def check_data(root: PathLike, split: Optional[str] = None, layout: str = "auto"
             f"{root}/SPLITB/)")
         return report
     for name in splits:
-        entry = _check_split(root, name, layout)
+        entry = _check_split(root, name, layout, label_nc)
         report["splits"].append(entry)
         if not _split_ok(entry):
             label = "(no split)" if name is None else repr(name)
@@ -246,6 +276,26 @@ def _format_side(name: str, stats: dict) -> List[str]:
         bad = [f"{p}: {reason}" for p, reason in stats["unreadable"]]
         listed = format_items(bad).replace("\n", "\n    ")
         lines.append(f"    UNREADABLE: {len(bad)} files{listed}")
+    return lines
+
+
+def _format_labels(side: str, lab: dict) -> List[str]:
+    ids = lab["ids"]
+    shown = ", ".join(map(str, ids[:40])) + (f", ... ({len(ids)} values)" if len(ids) > 40 else "")
+    head = f"  {side} as class-ID label maps: {len(ids)} IDs found"
+    if ids:
+        head += f" (min {ids[0]}, max {ids[-1]}): {shown}"
+    lines = [head]
+    if lab["label_nc"] is not None:
+        if lab["out_of_range_files"]:
+            bad = [f"{p}: ID {v} at pixel (x={xy[0]}, y={xy[1]})" for p, v, xy in lab["out_of_range"]]
+            lines.append(f"    IDS >= --label-nc {lab['label_nc']}: {lab['out_of_range_files']} files"
+                         + format_items(bad).replace("\n", "\n    "))
+            lines.append("    out-of-range IDs: " + ", ".join(str(i) for i in ids if i >= lab["label_nc"]))
+        else:
+            lines.append(f"    all IDs are below --label-nc {lab['label_nc']}")
+    for p, reason in lab["unreadable"]:
+        lines.append(f"    NOT A LABEL MAP: {reason}")
     return lines
 
 
@@ -274,5 +324,7 @@ def format_report(report: dict) -> str:
         if entry["duplicates"]:
             lines.append("  DUPLICATES (same name, different extension):"
                          + format_items(entry["duplicates"]).replace("\n", "\n  "))
+        for side, lab in entry.get("labels", {}).items():
+            lines += _format_labels(side, lab)
         lines += [f"  note: {note}" for note in entry["notes"]]
     return "\n".join(lines)

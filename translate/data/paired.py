@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from .check import ImageInfo, validate_files
 from .discover import DatasetError, detect_layout, list_images, match_pairs
 from .io import image_to_tensor, read_image, to_channels
+from .labels import check_ids, encode_labels, match_instances, read_label_map
 from .transforms import build_transform
 
 PathLike = Union[str, os.PathLike]
@@ -114,6 +115,13 @@ class PairedDataset(Dataset):
         max_items: Keep only the first N pairs (sorted order, before bad ones are dropped).
         validate: Decode every file at construction (default). False skips the check (for
             huge datasets); a bad file then raises ImageReadError when its item is loaded.
+        label_nc: 0 (default): the input is an image like any other. N > 0: the input side
+            holds single-channel class-ID maps (IDs 0..N-1), one-hot encoded into N channels;
+            resized with nearest neighbour only. An ID >= N is a LabelError naming the file,
+            the value and the pixel (checked for every file at construction when ``validate``).
+        instance_dir: with ``label_nc``: a folder of instance-ID maps matched to the label maps
+            by relative path; their instance boundaries become one more input channel. None:
+            the ``inst/`` folder beside ``A/`` and ``B/`` when there is one (layout a_b).
 
     Attributes:
         layout: The detected :class:`Layout`.
@@ -133,7 +141,7 @@ class PairedDataset(Dataset):
                  preprocess: str = "resize_and_crop", load_size: int = 286, crop_size: int = 256,
                  flip: bool = True, size_multiple: int = 1, seed: int = 0,
                  skip_bad_images: bool = False, max_items: Optional[int] = None,
-                 validate: bool = True):
+                 validate: bool = True, label_nc: int = 0, instance_dir: Optional[PathLike] = None):
         init_common(self, root, split, layout, direction, input_nc, output_nc, seed, max_items,
                     preprocess, load_size, crop_size, flip, size_multiple)
         if self.layout.kind == "unpaired":
@@ -169,6 +177,34 @@ class PairedDataset(Dataset):
         self.files: List[Tuple[Path, Path]] = pairs
         self.files_a = [a for a, _ in pairs]
         self.files_b = [b for _, b in pairs]
+        self.label_nc = int(label_nc)
+        self.instance_files: Optional[List[Path]] = None
+        if self.label_nc > 0:
+            self._init_labels(instance_dir, validate)
+
+    def _init_labels(self, instance_dir: Optional[PathLike], validate: bool) -> None:
+        """Finds the instance maps and checks every label map's IDs (when validating)."""
+        if self.layout.kind == "a_b":
+            label_folder = self.layout.folder_b if self.direction == "BtoA" else self.layout.folder_a
+            inst = Path(instance_dir) if instance_dir else label_folder.parent / "inst"
+            if instance_dir and not inst.is_dir():
+                raise DatasetError(f"instance folder {inst} does not exist")
+            if inst.is_dir():
+                self.instance_files = match_instances(self.files_a, label_folder, inst)
+        elif instance_dir:
+            raise DatasetError("instance maps need the a_b layout (A/ labels, B/ images, inst/ instances); "
+                               f"{self.layout.describe()} is side-by-side")
+        if validate:
+            for path in self.files_a:
+                ids = read_label_map(path)
+                if self.layout.kind == "ab":
+                    ids = split_halves(ids[:, :, None])[0 if self.direction == "AtoB" else 1]
+                check_ids(ids, self.label_nc, path)
+
+    @property
+    def instance_channel(self) -> bool:
+        """Whether items carry the instance-boundary channel after the one-hot channels."""
+        return self.instance_files is not None
 
     def _size_problem(self, info: ImageInfo, is_input: bool) -> Optional[str]:
         width = info.width
@@ -191,6 +227,8 @@ class PairedDataset(Dataset):
         index = normalise_index(index, len(self.files))
         rng = item_rng(self.seed, self.epoch, index)
         path_a, path_b = self.files[index]
+        if self.label_nc > 0:
+            return self._label_item(index, path_a, path_b, rng)
         if self.layout.kind == "ab":
             left, right = split_halves(read_image(path_a))
             a, b = (left, right) if self.direction == "AtoB" else (right, left)
@@ -202,11 +240,37 @@ class PairedDataset(Dataset):
         return {"a": image_to_tensor(a), "b": image_to_tensor(b),
                 "path_a": str(path_a), "path_b": str(path_b)}
 
+    def _label_item(self, index: int, path_a: Path, path_b: Path, rng) -> Dict[str, Union[torch.Tensor, str]]:
+        """Item of a class-ID dataset: ``"a"`` one-hot (label_nc [+ 1], H, W) of 0/1, ``"b"`` the image."""
+        if self.layout.kind == "ab":
+            whole = read_label_map(path_a)[:, :, None]
+            left, right = split_halves(whole)
+            ids, b = (left, right) if self.direction == "AtoB" else (right, left)
+        else:
+            ids, b = read_label_map(path_a)[:, :, None], read_image(path_b)
+        check_ids(ids, self.label_nc, path_a)
+        planes = [ids.astype(np.int32)]
+        if self.instance_files is not None:
+            inst_path = self.instance_files[index]
+            inst = read_label_map(inst_path)
+            if inst.shape != ids.shape[:2]:
+                raise DatasetError(f"instance map {inst_path} is {inst.shape[1]}x{inst.shape[0]}, but its label "
+                                   f"map {path_a} is {ids.shape[1]}x{ids.shape[0]}")
+            planes.append(inst[:, :, None].astype(np.int32))
+        labels, b = self.transform.apply_to_labels(np.concatenate(planes, 2), to_channels(b, self.output_nc), rng)
+        inst_plane = labels[:, :, 1] if self.instance_files is not None else None
+        return {"a": encode_labels(labels[:, :, 0], self.label_nc, inst_plane), "b": image_to_tensor(b),
+                "path_a": str(path_a), "path_b": str(path_b)}
+
     def describe(self) -> str:
         """One line: layout, folders, counts, direction."""
         skipped = f", {len(self.bad_files)} bad files skipped" if self.bad_files else ""
+        labels = ""
+        if getattr(self, "label_nc", 0):
+            labels = (f"; class-ID inputs one-hot to {self.label_nc} channels"
+                      f"{' + instance boundaries' if self.instance_channel else ''}")
         return (f"paired dataset, layout {self.layout.describe()}: {len(self.files)} pairs"
-                f"{skipped}; direction {self.direction}, {self.transform!r}")
+                f"{skipped}; direction {self.direction}, {self.transform!r}{labels}")
 
     def __repr__(self) -> str:
         return f"<PairedDataset {self.describe()}>"

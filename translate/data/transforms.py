@@ -112,8 +112,25 @@ class PillowResize(A.DualTransform):
         out = resize_image(img[:, :, None] if squeeze else img, *size)
         return out[:, :, 0] if squeeze else out
 
+    def apply_to_mask(self, mask: np.ndarray, size=None, **params) -> np.ndarray:
+        # Masks hold class or instance IDs: nearest neighbour only, values are never mixed.
+        return nearest_resize(mask, *size)
+
     def get_transform_init_args_names(self):
         return ("size_for",)
+
+
+def nearest_resize(arr: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of an ``(H, W)`` or ``(H, W, C)`` array (IDs copied, never mixed).
+
+    Output pixel (i, j) takes input pixel (floor((i + 0.5) H / height), floor((j + 0.5) W / width)).
+    """
+    h, w = arr.shape[:2]
+    if (h, w) == (height, width):
+        return arr
+    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
+    return np.ascontiguousarray(arr[rows[:, None], cols[None, :]])
 
 
 class PairedTransform:
@@ -250,6 +267,34 @@ class PairedTransform:
             return np.ascontiguousarray(out["image"]), None
         out = self.pipeline(image=image_a, target=resize_image(image_b, height, width))
         return np.ascontiguousarray(out["image"]), np.ascontiguousarray(out["target"])
+
+    def apply_to_labels(self, labels: np.ndarray, image_b: np.ndarray,
+                        rng: Optional[np.random.Generator] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """Transforms an ID map (input) and its image (target) with one crop and flip.
+
+        The ID map is resized with nearest neighbour only (never interpolated); the image with
+        the usual bicubic filter, first to the ID map's size.
+
+        Args:
+            labels: ``(H, W, K)`` integer array (class IDs, optionally instance IDs as a
+                second plane); its size drives the geometry.
+            image_b: ``(H', W', C)`` image.
+            rng: as for :meth:`__call__`.
+
+        Returns:
+            ``(labels, b)``: ``(h, w, K)`` with the input's dtype and ``(h, w, C)``.
+        """
+        if not isinstance(labels, np.ndarray) or labels.ndim != 3:
+            raise ValueError(f"labels must be an (H, W, K) array, got {getattr(labels, 'shape', None)}")
+        if self.is_random and not isinstance(rng, np.random.Generator):
+            raise ValueError("this transform is random: pass rng=np.random.Generator(...)")
+        height, width = labels.shape[:2]
+        problem = self.check_size(height, width)
+        if problem:
+            raise ValueError(problem)
+        self._seed(rng)
+        out = self.pipeline(image=resize_image(image_b, height, width), mask=labels)
+        return np.ascontiguousarray(out["mask"]), np.ascontiguousarray(out["image"])
 
 
 def build_transform(preprocess: str, load_size: int, crop_size: int, flip: bool = True,

@@ -14,6 +14,7 @@ from torch import nn
 from .cut import CUT, FastCUT
 from .cyclegan import CycleGAN
 from .pix2pix import Pix2Pix
+from .pix2pixhd import Pix2PixHD
 
 
 @runtime_checkable
@@ -67,6 +68,7 @@ class Method(Protocol):
 
 METHODS: Dict[str, type] = {"pix2pix": Pix2Pix, "cyclegan": CycleGAN}
 METHODS.update(cut=CUT, fastcut=FastCUT)
+METHODS["pix2pixhd"] = Pix2PixHD
 
 
 def list_methods() -> List[str]:

@@ -86,3 +86,14 @@ def linear_decay(epochs: int, epochs_decay: int):
 
     return factor
 
+
+
+def viewable_input(a: torch.Tensor, channels: int) -> torch.Tensor:
+    """A picture in [-1, 1] of a model input for sample grids: images (1 or 3 channels) as they
+    are, one-hot class-ID maps (any other channel count) as (B, channels, H, W), a colour per class."""
+    if a.shape[1] in (1, 3):
+        return a
+    ids = a.argmax(1, keepdim=True).float()  # (B, 1, H, W)
+    hue = ids / max(a.shape[1] - 1, 1)  # in [0, 1]
+    rgb = torch.cat([hue, (hue * 7) % 1, (hue * 13) % 1], 1)[:, :channels]
+    return rgb * 2 - 1

@@ -15,12 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DIRECTIONS, LoopConfig, Pix2PixConfig
-from ..losses import adversarial_loss, gradient_penalty
+from ..losses import adversarial_loss, feature_matching_loss, gradient_penalty
 from ..models import build_discriminator, build_generator
 from ..nn import init_weights
 from ..nn.inference import for_inference
 from ..runtime import Scalers
-from .common import adam, frozen
+from .common import adam, frozen, viewable_input
 
 
 def generator_kwargs(cfg, input_nc: int, output_nc: int) -> dict:
@@ -30,13 +30,17 @@ def generator_kwargs(cfg, input_nc: int, output_nc: int) -> dict:
         kw["num_downs"] = cfg.num_downs
     if cfg.netG == "resnet":
         kw["n_blocks"] = cfg.n_blocks
+    if cfg.netG == "pix2pixhd":  # no dropout in the pix2pixHD generator
+        kw = dict(input_nc=input_nc, output_nc=output_nc, ngf=cfg.ngf, norm=cfg.norm, n_blocks_global=cfg.n_blocks)
     return kw
 
 
 def discriminator_kwargs(cfg, input_nc: int) -> dict:
     kw = dict(input_nc=input_nc, ndf=cfg.ndf, norm=cfg.norm)
-    if cfg.netD == "n_layers":
+    if cfg.netD in ("n_layers", "multiscale"):
         kw["n_layers"] = cfg.n_layers_D
+    if cfg.netD == "multiscale":
+        kw["num_D"] = cfg.num_D
     return kw
 
 
@@ -127,6 +131,11 @@ class Pix2Pix:
             g_gan = adversarial_loss(pred_fake, True, cfg.gan_mode, for_discriminator=False)
             g_l1 = F.l1_loss(fake_b.float(), real_b.float())
             loss_g = g_gan + cfg.lambda_l1 * g_l1
+            if cfg.netD == "multiscale" and cfg.lambda_feat > 0:
+                # D's features of the real pair, from the D step (constants for G)
+                g_feat = feature_matching_loss(pred_fake, pred_real)
+                loss_g = loss_g + cfg.lambda_feat * g_feat
+                losses["g_feat"] = g_feat
             scalers.backward("gen", loss_g)
         scalers.step("gen", opt["gen"])
         losses.update(g_gan=g_gan, g_l1=g_l1)
@@ -138,7 +147,7 @@ class Pix2Pix:
         gen = for_inference(self.nets[self.gen_name])
         with amp:
             fake_b = gen(batch["a"]).float()
-        return [batch["a"], fake_b, batch["b"]]
+        return [viewable_input(batch["a"], fake_b.shape[1]), fake_b, batch["b"]]
 
     def wrap(self, fn) -> None:
         """Train through ``fn(net)`` (e.g. a DistributedDataParallel wrapper) for every net."""

@@ -19,11 +19,16 @@ from typing import Any
 
 from torch import nn
 
+from .multiscale import MultiscaleDiscriminator
 from .patchgan import NLayerDiscriminator, PixelDiscriminator
+from .pix2pixhd import GlobalGenerator, Pix2PixHDGenerator
 from .resnet import ResnetBlock, ResnetGenerator
 from .unet import UnetGenerator
 
 __all__ = [
+    "GlobalGenerator",
+    "MultiscaleDiscriminator",
+    "Pix2PixHDGenerator",
     "NLayerDiscriminator",
     "PixelDiscriminator",
     "ResnetBlock",
@@ -43,6 +48,7 @@ _GENERATORS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     "resnet_6blocks": (ResnetGenerator, {"n_blocks": 6}),
     "resnet_9blocks": (ResnetGenerator, {"n_blocks": 9}),
     "resnet": (ResnetGenerator, {}),
+    "pix2pixhd": (Pix2PixHDGenerator, {}),
 }
 
 _DISCRIMINATORS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
@@ -50,6 +56,7 @@ _DISCRIMINATORS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     "n_layers": (NLayerDiscriminator, {}),
     "patchgan": (NLayerDiscriminator, {}),
     "pixel": (PixelDiscriminator, {}),
+    "multiscale": (MultiscaleDiscriminator, {}),
 }
 
 

@@ -101,10 +101,31 @@ def check_sizes(cfg: RunConfig, size_multiple: int) -> None:
     d = cfg.data
     if d.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") and d.crop_size % size_multiple:
         raise TrainingError(
-            f"generator {cfg.model.netG} needs image sides that are multiples of {size_multiple}, "
+            f"generator {getattr(cfg.model, 'netG', cfg.method)} needs image sides that are multiples of {size_multiple}, "
             f"but crop_size is {d.crop_size}. Use --crop-size {max(size_multiple, d.crop_size // size_multiple * size_multiple)}"
             " or a generator with fewer downsamplings (e.g. --netG unet_128 for 128x128 crops)."
         )
+
+
+def multiscale_min_crop(cfg: RunConfig) -> int:
+    """The smallest crop a multi-scale discriminator can judge (0 when there is none): its coarsest
+    scale must keep at least 2x2 values before the last norm layer."""
+    m = cfg.model
+    if cfg.method != "pix2pixhd" and getattr(m, "netD", None) != "multiscale":
+        return 0
+    smallest = 3 * 2**m.n_layers_D * 2 ** (m.num_D - 1)
+    if cfg.method == "pix2pixhd" and m.n_local_enhancers:
+        smallest *= 2  # the global phase trains at half resolution
+    return smallest
+
+
+def check_multiscale_size(cfg: RunConfig) -> None:
+    d, smallest = cfg.data, multiscale_min_crop(cfg)
+    if smallest and d.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") and d.crop_size < smallest:
+        raise TrainingError(
+            f"the multi-scale discriminator (--num-D {cfg.model.num_D}, --n-layers-D {cfg.model.n_layers_D}) needs "
+            f"crops of at least {smallest} pixels, but crop_size is {d.crop_size}. Use a larger --crop-size, "
+            "or fewer scales (--num-D) or layers (--n-layers-D).")
 
 
 def build_training_dataset(cfg: RunConfig, size_multiple: int):
@@ -118,7 +139,41 @@ def build_training_dataset(cfg: RunConfig, size_multiple: int):
         input_nc=d.input_nc, output_nc=d.output_nc, preprocess=d.preprocess, load_size=d.load_size,
         crop_size=d.crop_size, flip=d.flip, size_multiple=size_multiple, seed=cfg.loop.seed,
         skip_bad_images=d.skip_bad_images, max_items=d.max_items,
+        **label_dataset_kwargs(cfg),
     )
+
+
+def label_dataset_kwargs(cfg: RunConfig) -> Dict[str, Any]:
+    """Dataset arguments for class-ID label inputs (none when ``data.label_nc`` is 0)."""
+    d = cfg.data
+    if not d.label_nc:
+        return {}
+    if not get_method(cfg.method).paired:
+        raise TrainingError("--label-nc needs a paired method (pix2pix, pix2pixhd): class-ID maps are the input "
+                            "of aligned (label, image) pairs")
+    return {"label_nc": d.label_nc, "instance_dir": d.instance_dir or None}
+
+
+def instance_channel(cfg: RunConfig) -> bool:
+    """Whether a class-ID run has the instance-boundary input channel (``--instance-dir`` or SPLIT/inst/)."""
+    d = cfg.data
+    if not d.label_nc:
+        return False
+    if d.instance_dir:
+        return True
+    from ..data import detect_layout
+
+    layout = detect_layout(d.root, d.split, d.layout)
+    if layout.kind != "a_b":
+        return False
+    label_folder = layout.folder_b if d.direction == "BtoA" else layout.folder_a
+    return (label_folder.parent / "inst").is_dir()
+
+
+def model_input_nc(cfg: RunConfig) -> int:
+    """Channels of the generator input: the one-hot classes (+ instance boundaries), or ``data.input_nc``."""
+    d = cfg.data
+    return d.label_nc + int(instance_channel(cfg)) if d.label_nc else d.input_nc
 
 
 def make_loader(dataset, sampler: EpochSampler, batch_size: int, num_workers: int,
@@ -153,6 +208,7 @@ def preprocessing_record(cfg: RunConfig, size_multiple: int) -> Dict[str, Any]:
         "size_multiple": size_multiple, "pad_mode": "reflect", "batchnorm": "per_image",
         "preprocess": d.preprocess, "load_size": d.load_size, "crop_size": d.crop_size,
         "direction": d.direction,
+        **({"labels": {"label_nc": d.label_nc, "instance_channel": instance_channel(cfg)}} if d.label_nc else {}),
     }
 
 
@@ -188,11 +244,12 @@ def build_trainables(cfg: RunConfig, device: torch.device, rank: int = 0, distri
     """
     loop, d = cfg.loop, cfg.data
     torch.manual_seed(loop.seed)  # the same initial weights on every rank
-    method = build_method(cfg.method, cfg.model, d.input_nc, d.output_nc, device, seed=loop.seed + 1000 * rank,
+    method = build_method(cfg.method, cfg.model, model_input_nc(cfg), d.output_nc, device, seed=loop.seed + 1000 * rank,
                           direction=d.generator_direction)
     if distributed:
         torch.manual_seed(loop.seed + 1000 * rank)
     check_sizes(cfg, method.size_multiple)
+    check_multiscale_size(cfg)
     optimizers = method.make_optimizers(loop)
     factor = linear_decay(loop.epochs, loop.epochs_decay)
     schedulers = {n: torch.optim.lr_scheduler.LambdaLR(o, factor) for n, o in optimizers.items()}
