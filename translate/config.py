@@ -47,6 +47,7 @@ def option(default: Any = dataclasses.MISSING, *, help: str, choices=None, flag:
 
 # Options shared by both methods' model sections: one declaration each, the default per method.
 GENERATORS = ("unet_128", "unet_256", "unet", "resnet_6blocks", "resnet_9blocks", "resnet")
+GENERATORS += ("slim_unet", "mobile_resnet_9blocks", "mobile_resnet")  # efficient students (translate distill)
 DISCRIMINATORS = ("basic", "n_layers", "patchgan", "pixel")
 GAN_MODES = ("vanilla", "lsgan", "hinge", "wgan-gp")
 

@@ -20,14 +20,18 @@ from typing import Any
 from torch import nn
 
 from .patchgan import NLayerDiscriminator, PixelDiscriminator
+from .mobile_resnet import MobileResnetGenerator
 from .resnet import ResnetBlock, ResnetGenerator
+from .slim_unet import SlimUnetGenerator
 from .unet import UnetGenerator
 
 __all__ = [
     "NLayerDiscriminator",
     "PixelDiscriminator",
     "ResnetBlock",
+    "MobileResnetGenerator",
     "ResnetGenerator",
+    "SlimUnetGenerator",
     "UnetGenerator",
     "build_discriminator",
     "build_generator",
@@ -43,6 +47,10 @@ _GENERATORS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     "resnet_6blocks": (ResnetGenerator, {"n_blocks": 6}),
     "resnet_9blocks": (ResnetGenerator, {"n_blocks": 9}),
     "resnet": (ResnetGenerator, {}),
+    # efficient students (translate distill)
+    "slim_unet": (SlimUnetGenerator, {}),
+    "mobile_resnet_9blocks": (MobileResnetGenerator, {"n_blocks": 9}),
+    "mobile_resnet": (MobileResnetGenerator, {}),
 }
 
 _DISCRIMINATORS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
