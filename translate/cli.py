@@ -47,12 +47,12 @@ def train_option_fields(method: str):
             yield f"{section}.{f.name}", f, hints[f.name]
 
 
-def _add_train_parser(sub, method: str) -> None:
+def _add_train_parser(sub, method: str, help: Optional[str] = None, description: Optional[str] = None):
     from .config import option_flag
     from .presets import list_presets
 
-    p = sub.add_parser(method, help=f"train {method}", description=f"Train {method} on an image folder. "
-                       "Options left out take their value from --preset, then the defaults shown; "
+    p = sub.add_parser(method, help=help or f"train {method}", description=(description or f"Train {method} on an "
+                       "image folder.") + " Options left out take their value from --preset, then the defaults shown; "
                        "with --resume, from the run's saved configuration.")
     p.add_argument("--resume", action="store_true",
                    help="continue the run NAME from its last checkpoint, with its saved configuration")
@@ -84,6 +84,7 @@ def _add_train_parser(sub, method: str) -> None:
                 kw["metavar"] = flag.replace("-", "_").upper()
         p.add_argument("--" + flag, help=help_text, **kw)
     p.set_defaults(func=_cmd_train, method=method)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = train.add_subparsers(dest="method", metavar="METHOD", required=True, help="pix2pix or cyclegan")
     _add_train_parser(tsub, "pix2pix")
     _add_train_parser(tsub, "cyclegan")
+
+    dist = _add_train_parser(
+        sub, "distill", help="train a small student generator that reproduces a trained translator",
+        description="Train a student generator (default slim_unet, ngf 16) on the teacher's input-domain images "
+                    "of --data to reproduce the teacher's outputs (L1 + teacher-encoder feature loss + a fresh "
+                    "PatchGAN). The result is an ordinary translator folder whose info names its teacher; the "
+                    "direction, channels and data pairing come from the teacher.")
+    dist.add_argument("model.teacher", metavar="TEACHER", help="the teacher: a translator folder or its run folder")
+    dist.set_defaults(func=_cmd_distill)
 
     info = sub.add_parser("info", help="describe a checkpoint", description="Describe a checkpoint.")
     info.add_argument("checkpoint", help="a run folder or its translator/ folder")
@@ -213,6 +223,22 @@ def _cmd_train(args, argv) -> int:
     print(f"Done at step {result.step}: translator in {result.run_dir / 'translator'}; "
           f"inspect it with `translate info {result.run_dir}`; "
           f"train longer with {resume_cmd} --max-steps N", file=sys.stderr)
+    return 0
+
+
+def _cmd_distill(args, argv) -> int:
+    from .distill import distill
+
+    cfg = _train_config(args)
+    result = distill(cfg, resume=args.resume, argv=argv)
+    resume_cmd = (f"translate distill {cfg.model.teacher} --data {cfg.data.root} --name {cfg.name} "
+                  f"--checkpoints-dir {cfg.checkpoints_dir} --resume")
+    if result.stopped_by_signal is not None:
+        print(f"Stopped at step {result.step}; checkpoint saved in {result.run_dir}.\nResume with: {resume_cmd}",
+              file=sys.stderr)
+        return 128 + result.stopped_by_signal
+    print(f"Done at step {result.step}: student translator in {result.run_dir / 'translator'}; compare it with "
+          f"its teacher: translate eval {result.run_dir} --data {cfg.data.root}", file=sys.stderr)
     return 0
 
 

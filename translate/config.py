@@ -182,6 +182,41 @@ class CycleGANConfig:
 
 
 @dataclass
+class DistillConfig:
+    """A student generator trained to reproduce a trained translator (``translate distill``).
+
+    Losses of the student S on a teacher T's input-domain images x: ``lambda_l1 * |S(x) - T(x)|``
+    + ``lambda_feat`` x L1 between the teacher encoder's features of S(x) and of T(x) + an
+    adversarial loss from a fresh PatchGAN that judges the target domain.
+    """
+
+    teacher: str = option("", help="the teacher: a trained translator folder or its run folder")
+    teacher_direction: str = option("auto", choices=("auto", "a2b", "b2a"),
+                                    help="which generator of the teacher to distill (auto: its only one; "
+                                         "a CycleGAN teacher needs a2b or b2a)")
+    paired: bool = option(True, help="the data are aligned pairs (pix2pix teachers); --no-paired: unpaired domains "
+                                     "(CycleGAN teachers; set from the teacher by translate distill)")
+    netG: str = option("slim_unet", choices=GENERATORS, flag="netG",
+                       help="student generator: slim_unet, mobile_resnet_9blocks, mobile_resnet (depth --n-blocks), "
+                            "or any other registered generator")
+    num_downs: int = _num_downs()
+    n_blocks: int = option(9, minimum=0, help="residual blocks, used by --netG resnet / mobile_resnet only")
+    netD: str = _net_d()
+    n_layers_D: int = _n_layers_d()
+    ngf: int = option(16, minimum=1, help="student generator width (filters in the first layer)")
+    ndf: int = _ndf()
+    norm: str = _norm("batch")
+    use_dropout: bool = _dropout(False)
+    init_type: str = _init_type()
+    init_gain: float = _init_gain()
+    gan_mode: str = _gan_mode("lsgan")
+    lambda_l1: float = option(100.0, help="weight of the L1 loss between the student's and the teacher's outputs")
+    lambda_feat: float = option(10.0, help="weight of the feature loss in the teacher encoder (0: off)")
+    lambda_gan: float = option(1.0, help="weight of the adversarial loss (0: off)")
+    lambda_gp: float = _lambda_gp()
+
+
+@dataclass
 class LoopConfig:
     """The training loop: schedule, precision, devices, cadence of logs and checkpoints."""
 
@@ -231,6 +266,7 @@ def swap_domains(name: str) -> str:
 
 MODEL_CONFIGS = {"pix2pix": Pix2PixConfig, "cyclegan": CycleGANConfig}
 METHODS = tuple(MODEL_CONFIGS)
+MODEL_CONFIGS["distill"] = DistillConfig  # trained by `translate distill`, not `translate train`
 
 
 def section_classes(method: str) -> Dict[str, type]:
@@ -253,7 +289,7 @@ class RunConfig:
     name: str = option("run", required=True, help="run name: outputs go to CHECKPOINTS_DIR/NAME")
     checkpoints_dir: str = option("checkpoints", help="root folder of runs")
     data: DataConfig = field(default_factory=DataConfig)
-    model: Union[Pix2PixConfig, CycleGANConfig] = field(default_factory=Pix2PixConfig)
+    model: Union[Pix2PixConfig, CycleGANConfig, DistillConfig] = field(default_factory=Pix2PixConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
 
     def to_dict(self) -> Dict[str, Any]:

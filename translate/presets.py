@@ -50,6 +50,7 @@ def tiny() -> Preset:
 
 # Per-method adjustments that a preset needs (e.g. a generator that fits a 32x32 crop).
 _TINY_MODEL = {"pix2pix": {"netG": "unet", "num_downs": 5}, "cyclegan": {"netG": "resnet_6blocks"}}
+_TINY_MODEL["distill"] = {"netG": "slim_unet", "num_downs": 5}
 
 PRESETS: Dict[str, Callable[[], Preset]] = {
     "pix2pix_paper": pix2pix_paper,

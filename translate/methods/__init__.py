@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .cyclegan import CycleGAN
+from .distill import Distill
 from .pix2pix import Pix2Pix
 
 
@@ -65,6 +66,7 @@ class Method(Protocol):
 
 
 METHODS: Dict[str, type] = {"pix2pix": Pix2Pix, "cyclegan": CycleGAN}
+METHODS["distill"] = Distill  # a student of a trained translator (translate distill)
 
 
 def list_methods() -> List[str]:
