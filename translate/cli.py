@@ -143,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="refuse images with more pixels than this (decompression-bomb guard; default 2^28)")
     conv.add_argument("--workers", type=int, default=None, help="decode/encode threads (default: from CPU count)")
     conv.add_argument("--no-progress", action="store_true", help="no progress bar")
+    conv.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "openvino"],
+                      help="runtime for the generator: torch, or onnxruntime / openvino (exported to ONNX in "
+                           "memory and checked against torch first; openvino needs the [openvino] extra)")
+    conv.add_argument("--onnx", default=None, metavar="FILE",
+                      help="with --backend onnxruntime/openvino: run this ONNX file (e.g. from translate export "
+                           "--quantize int8) instead of exporting")
+    conv.add_argument("--compile", action="store_true", help="run the torch generator through torch.compile")
     conv.set_defaults(func=_cmd_convert)
 
     from .bench import add_bench_parser
@@ -251,7 +258,7 @@ def _cmd_convert(args, argv) -> int:
         tile_pixels=args.tile_pixels, tile_overlap=args.tile_overlap, progress=not args.no_progress,
         direction=args.direction, batch_size=args.batch_size, ext=args.ext, quality=args.quality,
         overwrite=args.overwrite, in_place_ok=args.in_place_ok, resize=args.resize, max_pixels=args.max_pixels,
-        workers=args.workers, paths=paths)
+        workers=args.workers, paths=paths, backend=args.backend, onnx=args.onnx, compile=args.compile)
     summary = job.summary
     if job.is_main:
         for path, reason in summary.failures:
