@@ -1,7 +1,11 @@
 """The method interface and the GAN update contract of every registered method."""
 
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
+from conftest import make_translator
 
 from translate.config import MODEL_CONFIGS, ConfigError, RunConfig
 from translate.methods import METHODS, Method, build_method, get_method, list_methods
@@ -15,6 +19,8 @@ CPU = torch.device("cpu")
 
 def tiny_method(name, gan_mode=None, seed=0):
     model = {**MODEL_CONFIGS[name]().__dict__, **get_preset("tiny", name)["model"]}
+    if name == "distill":  # a student needs a teacher
+        model["teacher"] = str(make_translator(Path(tempfile.mkdtemp(prefix="teacher-"))))
     if gan_mode is not None:
         model["gan_mode"] = gan_mode
     cfg = RunConfig.from_dict({"method": name, "model": model}).model

@@ -29,6 +29,9 @@ GEN_SMALL = {
     "resnet_6blocks": {},
     "resnet_9blocks": {},
     "resnet": {"n_blocks": 2},
+    "slim_unet": {"num_downs": 5},
+    "mobile_resnet_9blocks": {},
+    "mobile_resnet": {"n_blocks": 2},
 }
 DISC_SMALL = {"basic": {}, "n_layers": {"n_layers": 2}, "patchgan": {}, "pixel": {}}
 GEN_SMALL["pix2pixhd"] = {"n_downsample_global": 2, "n_blocks_global": 1}

@@ -47,12 +47,12 @@ def train_option_fields(method: str):
             yield f"{section}.{f.name}", f, hints[f.name]
 
 
-def _add_train_parser(sub, method: str) -> None:
+def _add_train_parser(sub, method: str, help: Optional[str] = None, description: Optional[str] = None):
     from .config import option_flag
     from .presets import list_presets
 
-    p = sub.add_parser(method, help=f"train {method}", description=f"Train {method} on an image folder. "
-                       "Options left out take their value from --preset, then the defaults shown; "
+    p = sub.add_parser(method, help=help or f"train {method}", description=(description or f"Train {method} on an "
+                       "image folder.") + " Options left out take their value from --preset, then the defaults shown; "
                        "with --resume, from the run's saved configuration.")
     p.add_argument("--resume", action="store_true",
                    help="continue the run NAME from its last checkpoint, with its saved configuration")
@@ -84,6 +84,7 @@ def _add_train_parser(sub, method: str) -> None:
                 kw["metavar"] = flag.replace("-", "_").upper()
         p.add_argument("--" + flag, help=help_text, **kw)
     p.set_defaults(func=_cmd_train, method=method)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(tsub, "cut")
     _add_train_parser(tsub, "fastcut")
     _add_train_parser(tsub, "pix2pixhd")
+
+    dist = _add_train_parser(
+        sub, "distill", help="train a small student generator that reproduces a trained translator",
+        description="Train a student generator (default slim_unet, ngf 16) on the teacher's input-domain images "
+                    "of --data to reproduce the teacher's outputs (L1 + teacher-encoder feature loss + a fresh "
+                    "PatchGAN). The result is an ordinary translator folder whose info names its teacher; the "
+                    "direction, channels and data pairing come from the teacher.")
+    dist.add_argument("model.teacher", metavar="TEACHER", help="the teacher: a translator folder or its run folder")
+    dist.set_defaults(func=_cmd_distill)
 
     info = sub.add_parser("info", help="describe a checkpoint", description="Describe a checkpoint.")
     info.add_argument("checkpoint", help="a run folder or its translator/ folder")
@@ -138,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--no-progress", action="store_true", help="no progress bar")
     conv.add_argument("--instance-dir", default=None,
                       help="instance-ID maps matched to the inputs by name (label translators trained with them)")
+    conv.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "openvino"],
+                      help="runtime for the generator: torch, or onnxruntime / openvino (exported to ONNX in "
+                           "memory and checked against torch first; openvino needs the [openvino] extra)")
+    conv.add_argument("--onnx", default=None, metavar="FILE",
+                      help="with --backend onnxruntime/openvino: run this ONNX file (e.g. from translate export "
+                           "--quantize int8) instead of exporting")
+    conv.add_argument("--compile", action="store_true", help="run the torch generator through torch.compile")
     conv.set_defaults(func=_cmd_convert)
 
     from .bench import add_bench_parser
@@ -227,6 +244,22 @@ def _cmd_train(args, argv) -> int:
     return 0
 
 
+def _cmd_distill(args, argv) -> int:
+    from .distill import distill
+
+    cfg = _train_config(args)
+    result = distill(cfg, resume=args.resume, argv=argv)
+    resume_cmd = (f"translate distill {cfg.model.teacher} --data {cfg.data.root} --name {cfg.name} "
+                  f"--checkpoints-dir {cfg.checkpoints_dir} --resume")
+    if result.stopped_by_signal is not None:
+        print(f"Stopped at step {result.step}; checkpoint saved in {result.run_dir}.\nResume with: {resume_cmd}",
+              file=sys.stderr)
+        return 128 + result.stopped_by_signal
+    print(f"Done at step {result.step}: student translator in {result.run_dir / 'translator'}; compare it with "
+          f"its teacher: translate eval {result.run_dir} --data {cfg.data.root}", file=sys.stderr)
+    return 0
+
+
 def _cmd_convert(args, argv) -> int:
     from .convert import convert_folder
 
@@ -236,7 +269,8 @@ def _cmd_convert(args, argv) -> int:
         tile_pixels=args.tile_pixels, tile_overlap=args.tile_overlap, progress=not args.no_progress,
         direction=args.direction, batch_size=args.batch_size, ext=args.ext, quality=args.quality,
         overwrite=args.overwrite, in_place_ok=args.in_place_ok, resize=args.resize, max_pixels=args.max_pixels,
-        workers=args.workers, paths=paths, **({"instance_dir": args.instance_dir} if args.instance_dir else {}))
+        workers=args.workers, paths=paths, backend=args.backend, onnx=args.onnx, compile=args.compile,
+        **({"instance_dir": args.instance_dir} if args.instance_dir else {}))
     summary = job.summary
     if job.is_main:
         for path, reason in summary.failures:

@@ -48,6 +48,7 @@ def option(default: Any = dataclasses.MISSING, *, help: str, choices=None, flag:
 # Options shared by both methods' model sections: one declaration each, the default per method.
 GENERATORS = ("unet_128", "unet_256", "unet", "resnet_6blocks", "resnet_9blocks", "resnet")
 GENERATORS += ("pix2pixhd",)  # the pix2pixHD global generator (depth --n-blocks)
+GENERATORS += ("slim_unet", "mobile_resnet_9blocks", "mobile_resnet")  # efficient students (translate distill)
 DISCRIMINATORS = ("basic", "n_layers", "patchgan", "pixel")
 DISCRIMINATORS += ("multiscale",)  # --num-D PatchGANs at scales 1, 1/2, 1/4 (pix2pixHD)
 GAN_MODES = ("vanilla", "lsgan", "hinge", "wgan-gp")
@@ -230,6 +231,41 @@ class CUTConfig:
 
 
 @dataclass
+class DistillConfig:
+    """A student generator trained to reproduce a trained translator (``translate distill``).
+
+    Losses of the student S on a teacher T's input-domain images x: ``lambda_l1 * |S(x) - T(x)|``
+    + ``lambda_feat`` x L1 between the teacher encoder's features of S(x) and of T(x) + an
+    adversarial loss from a fresh PatchGAN that judges the target domain.
+    """
+
+    teacher: str = option("", help="the teacher: a trained translator folder or its run folder")
+    teacher_direction: str = option("auto", choices=("auto", "a2b", "b2a"),
+                                    help="which generator of the teacher to distill (auto: its only one; "
+                                         "a CycleGAN teacher needs a2b or b2a)")
+    paired: bool = option(True, help="the data are aligned pairs (pix2pix teachers); --no-paired: unpaired domains "
+                                     "(CycleGAN teachers; set from the teacher by translate distill)")
+    netG: str = option("slim_unet", choices=GENERATORS, flag="netG",
+                       help="student generator: slim_unet, mobile_resnet_9blocks, mobile_resnet (depth --n-blocks), "
+                            "or any other registered generator")
+    num_downs: int = _num_downs()
+    n_blocks: int = option(9, minimum=0, help="residual blocks, used by --netG resnet / mobile_resnet only")
+    netD: str = _net_d()
+    n_layers_D: int = _n_layers_d()
+    ngf: int = option(16, minimum=1, help="student generator width (filters in the first layer)")
+    ndf: int = _ndf()
+    norm: str = _norm("batch")
+    use_dropout: bool = _dropout(False)
+    init_type: str = _init_type()
+    init_gain: float = _init_gain()
+    gan_mode: str = _gan_mode("lsgan")
+    lambda_l1: float = option(100.0, help="weight of the L1 loss between the student's and the teacher's outputs")
+    lambda_feat: float = option(10.0, help="weight of the feature loss in the teacher encoder (0: off)")
+    lambda_gan: float = option(1.0, help="weight of the adversarial loss (0: off)")
+    lambda_gp: float = _lambda_gp()
+
+
+@dataclass
 class FastCUTConfig(CUTConfig):
     """FastCUT: CUT with lambda_NCE 10, no identity PatchNCE and flip-equivariance augmentation."""
 
@@ -327,6 +363,7 @@ class Pix2PixHDConfig:
 MODEL_CONFIGS = {"pix2pix": Pix2PixConfig, "cyclegan": CycleGANConfig, "pix2pixhd": Pix2PixHDConfig}
 MODEL_CONFIGS.update(cut=CUTConfig, fastcut=FastCUTConfig)
 METHODS = tuple(MODEL_CONFIGS)
+MODEL_CONFIGS["distill"] = DistillConfig  # trained by `translate distill`, not `translate train`
 
 
 def section_classes(method: str) -> Dict[str, type]:
@@ -349,7 +386,8 @@ class RunConfig:
     name: str = option("run", required=True, help="run name: outputs go to CHECKPOINTS_DIR/NAME")
     checkpoints_dir: str = option("checkpoints", help="root folder of runs")
     data: DataConfig = field(default_factory=DataConfig)
-    model: Union[Pix2PixConfig, CycleGANConfig, Pix2PixHDConfig] = field(default_factory=Pix2PixConfig)
+    model: Union[Pix2PixConfig, CycleGANConfig, Pix2PixHDConfig, CUTConfig, DistillConfig] = field(
+        default_factory=Pix2PixConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
 
     def to_dict(self) -> Dict[str, Any]:

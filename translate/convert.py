@@ -378,7 +378,8 @@ class ConvertJob:
 
 def convert_folder(checkpoint, input, output, *, device: Optional[str] = None, precision: str = "fp32",
                    tile_pixels: Optional[int] = None, tile_overlap: Optional[int] = None,
-                   progress: bool = True, **options) -> ConvertJob:
+                   progress: bool = True, backend: str = "torch", onnx=None, compile: bool = False,
+                   **options) -> ConvertJob:
     """Load ``checkpoint`` and translate every image of ``input`` into ``output``.
 
     Launched by ``torchrun``, every process loads the translator on its own device, plans the
@@ -394,6 +395,7 @@ def convert_folder(checkpoint, input, output, *, device: Optional[str] = None, p
         precision: "fp32", "bf16" or "fp16".
         tile_pixels, tile_overlap: see :meth:`translate.Translator.load` (None: its defaults).
         progress: show a progress bar (rank 0 only under torchrun).
+        backend, onnx, compile: see :meth:`translate.Translator.load`.
         **options: the options of :func:`convert` (direction, batch_size, ext, quality,
             overwrite, in_place_ok, resize, max_pixels, workers, paths).
 
@@ -414,7 +416,8 @@ def convert_folder(checkpoint, input, output, *, device: Optional[str] = None, p
     try:
         t = Translator.load(checkpoint, device=device, precision=precision,
                             tile_pixels=DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels,
-                            tile_overlap=DEFAULT_TILE_OVERLAP if tile_overlap is None else tile_overlap)
+                            tile_overlap=DEFAULT_TILE_OVERLAP if tile_overlap is None else tile_overlap,
+                            backend=backend, onnx=onnx, compile=compile)
         if info.enabled:
             if info.is_main and Path(output).is_dir():
                 remove_stale_temp_files(output)  # once, before any rank starts writing

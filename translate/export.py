@@ -403,6 +403,11 @@ def add_export_parser(subparsers) -> None:
                    help="largest max-abs difference from PyTorch (outputs in [-1, 1]) the check accepts")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quantize", choices=["int8"],
+                   help="write an int8 ONNX model (onnxruntime static quantization, QDQ) calibrated on "
+                        "--calibration; refused where it is not faster than fp32 onnxruntime (see --force)")
+    p.add_argument("--calibration", metavar="DIR", help="images of the input domain for --quantize")
+    p.add_argument("--force", action="store_true", help="with --quantize: write even when int8 is not faster")
     p.set_defaults(func=_cmd_export)
 
 
@@ -427,8 +432,285 @@ def format_report(report: Dict[str, Any]) -> str:
 
 
 def _cmd_export(args, argv) -> int:
+    if args.quantize:
+        if args.format != "onnx" or not args.calibration:
+            raise ExportError("--quantize int8 needs --format onnx and --calibration DIR (input-domain images)")
+        r = quantize_int8(args.checkpoint, args.out, args.calibration, direction=args.direction,
+                          overwrite=args.overwrite, force=args.force)
+        print(json.dumps(r, indent=2) if args.json else
+              f"wrote {r['path']} (int8 QDQ, {r['bytes'] / 1e6:.1f} MB, {r['direction']}): {r['ms_int8']} ms vs "
+              f"{r['ms_fp32']} ms fp32 onnxruntime per {r['side']}x{r['side']} image ({r['speedup']}x); PSNR against "
+              f"fp32 PyTorch {r['psnr_db']} dB (min {r['psnr_min_db']}) on {r['images']} calibration images")
+        return 0
     report = export_translator(args.checkpoint, args.format, args.out, direction=args.direction,
                                opset=args.opset, check=args.check, overwrite=args.overwrite,
                                tolerance=args.tolerance)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0  # a failed check raises ExportError (exit 2 in the CLI)
+
+
+# ---------------------------------------------------------------- runtimes (translate.backends)
+
+
+def generator_to_onnx(net: nn.Module, doc: Dict[str, Any], direction: str, opset: Optional[int] = None) -> bytes:
+    """The ONNX bytes of an inference-ready generator (the same graph ``translate export`` writes).
+
+    Args:
+        net: the generator as :class:`translate.Translator` runs it (eval mode, fp32, CPU).
+        doc: the translator description (``Translator.doc``).
+        direction: the generator's direction (recorded in the metadata).
+    """
+    from .models import generator_size_multiple
+
+    mods = _import_optional(["onnx", "onnxscript"])
+    multiple = generator_size_multiple(net)
+    side = multiple * math.ceil(_PARITY_SIDE / multiple)
+    data, _ = _to_onnx(net, mods["onnx"], int(net.config["input_nc"]), side, multiple, opset,
+                       _metadata(doc, direction, net, multiple))
+    return data
+
+
+def check_runner(net: nn.Module, run: Callable[[torch.Tensor], torch.Tensor], name: str,
+                 tolerance: float = TOLERANCE) -> List[Dict[str, Any]]:
+    """Compare ``run`` with the PyTorch generator ``net`` at the export parity shapes.
+
+    Returns:
+        [{"shape": [B, C, H, W], "max_abs_diff": float}] for the two shapes.
+
+    Raises:
+        ExportError: a difference above ``tolerance`` (or NaN), naming ``name``.
+    """
+    from .models import generator_size_multiple
+
+    multiple = generator_size_multiple(net)
+    side = multiple * math.ceil(_PARITY_SIDE / multiple)
+    c = int(net.config["input_nc"])
+    parity = [{"shape": list(s), "max_abs_diff": _parity(net, run, s)}
+              for s in ((1, c, side, 2 * side), (2, c, 2 * side, side))]
+    bad = [p for p in parity if not p["max_abs_diff"] <= tolerance]
+    if bad:
+        raise ExportError(f"parity check failed: {name} differs from PyTorch by {bad[0]['max_abs_diff']:.3g} at "
+                          f"{'x'.join(map(str, bad[0]['shape']))} (tolerance {tolerance:g})")
+    return parity
+
+
+BACKENDS = ("torch", "onnxruntime", "openvino")
+_OPENVINO_HINT = "pip install 'translate-images[openvino]'"
+# OpenVINO's CPU plugin picks its own convolution algorithms (Winograd, different summation
+# orders); measured differences are below 2e-5 on the test nets, so the export tolerance holds.
+
+
+def _ort_session(data: bytes, device_type: str = "cpu"):
+    """An onnxruntime session: TensorRT / CUDA providers when running on a GPU and present, else CPU."""
+    ort = _import_optional(["onnxruntime"])["onnxruntime"]
+    providers = ["CPUExecutionProvider"]
+    if device_type == "cuda":
+        providers = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+                     if p in ort.get_available_providers()] + providers
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(data, sess_options=options, providers=providers)
+
+
+def runtime_runner(data: bytes, backend: str, device_type: str = "cpu") -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function (B, C, H, W) float32 CPU tensor -> output tensor, running ONNX ``data`` with ``backend``."""
+    import numpy as np
+    import torch
+
+    if backend == "onnxruntime":
+        session = _ort_session(data, device_type)
+        return lambda x: torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0])
+    if backend == "openvino":
+        try:
+            import openvino as ov
+        except ImportError:
+            raise ExportError(f"the openvino backend needs the optional extra: {_OPENVINO_HINT}") from None
+        core = ov.Core()
+        model = core.read_model(model=np.frombuffer(data, dtype=np.uint8).tobytes(), weights=b"")
+        compiled = core.compile_model(model, "CPU")
+        output = compiled.output(0)
+        return lambda x: torch.from_numpy(np.asarray(compiled(x.numpy())[output]))
+    raise ExportError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+
+
+def _runtime_generator_class():
+    from torch import nn
+
+    class RuntimeGenerator(nn.Module):
+        """A generator run by onnxruntime or OpenVINO, with the PyTorch generator's ``arch``,
+        ``config`` and ``size_multiple``, so :class:`translate.Translator` pads, tiles and crops
+        exactly as with PyTorch."""
+
+        def __init__(self, net: nn.Module, run: Callable, backend: str, parity: List[Dict[str, Any]]):
+            super().__init__()
+            self.arch, self.config, self.size_multiple = net.arch, dict(net.config), net.size_multiple
+            self.backend, self.parity, self.run = backend, parity, run
+
+        def forward(self, x):  # (B, C, H, W) float32 in [-1, 1], H and W multiples of size_multiple
+            return self.run(x.detach().float().cpu().contiguous()).to(x.device)
+
+    return RuntimeGenerator
+
+
+def use_backend(translator, backend: str, onnx: Optional[Union[str, Path]] = None,
+                tolerance: float = TOLERANCE):
+    """Run ``translator``'s generators with ``backend`` (in place); returns the translator.
+
+    Each generator is exported to ONNX in memory (or ``onnx`` is read: one file, for a
+    translator with one direction, e.g. an int8 model from ``translate export --quantize int8``)
+    and checked against PyTorch at the export parity shapes: fp32 graphs must agree within
+    ``tolerance``; a quantized file is not held to it (its PSNR is reported by ``translate export``
+    and ``translate bench``), but its differences are recorded in ``translator.backend_parity``.
+
+    Raises:
+        ExportError: unknown backend, missing optional package, precision other than fp32, or a
+            parity difference above ``tolerance``.
+    """
+    if backend not in BACKENDS:
+        raise ExportError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    translator.backend, translator.backend_parity = backend, {}
+    if backend == "torch":
+        if onnx is not None:
+            raise ExportError("an ONNX file runs with --backend onnxruntime or openvino, not torch")
+        return translator
+    if translator.precision != "fp32":
+        raise ExportError(f"the {backend} backend runs the fp32 graph; precision {translator.precision} is for torch")
+    if onnx is not None and len(translator.generators) != 1:
+        raise ExportError("an ONNX file holds one generator; this translator has "
+                          f"{' and '.join(translator.generators)}")
+    cls = _runtime_generator_class()
+    for direction, net in list(translator.generators.items()):
+        if onnx is not None:
+            path = Path(onnx)
+            if not path.is_file():
+                raise ExportError(f"{path}: no such ONNX file")
+            data = path.read_bytes()
+        else:
+            data = generator_to_onnx(net, translator.doc, direction)
+        try:
+            run = runtime_runner(data, backend, translator.device.type)
+        except ExportError:
+            raise
+        except Exception as e:
+            raise ExportError(f"{backend} cannot run the {direction} generator: {_first_line(e)}") from e
+        quantized = onnx is not None and _onnx_meta(data).get("quantized")
+        parity = check_runner(net, run, f"the {backend} backend", float("inf") if quantized else tolerance)
+        translator.backend_parity[direction] = parity
+        translator.generators[direction] = cls(net, run, backend, parity)
+    return translator
+
+
+def _onnx_meta(data: bytes) -> Dict[str, Any]:
+    onnx = _import_optional(["onnx"])["onnx"]
+    model = onnx.load_from_string(data)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+# ---------------------------------------------------------------- int8 (onnxruntime static quantization)
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of images in [-1, 1] (peak-to-peak 2), the same as on 8-bit pixels."""
+    mse = float(((a.float() - b.float()) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * math.log10(4.0 / mse)
+
+
+def _median_seconds(run: Callable, x, repeats: int) -> float:
+    import time
+
+    run(x)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(x)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def quantize_int8(checkpoint: Union[str, Path], out: Union[str, Path], calibration: Union[str, Path],
+                  direction: Optional[str] = None, max_images: int = 32, overwrite: bool = False,
+                  force: bool = False, repeats: int = 5) -> Dict[str, Any]:
+    """Post-training static int8 quantization (onnxruntime, QDQ, per-channel weights) of one generator.
+
+    The fp32 ONNX graph is calibrated on up to ``max_images`` images of ``calibration`` (translated
+    at the training crop size, as the translator prepares them), then the int8 and the fp32 graphs
+    are timed side by side with onnxruntime on the CPU, and the int8 outputs are compared with the
+    fp32 PyTorch outputs (PSNR, dB) on the same images.
+
+    Args:
+        force: write the int8 file even when it is not faster than fp32 onnxruntime here.
+
+    Returns:
+        report: path, bytes, images, side, psnr_db, ms_fp32, ms_int8, speedup, written.
+
+    Raises:
+        ExportError: no calibration images, missing packages, existing ``out``, or int8 not faster
+            than fp32 on this machine (nothing written; the message has the measured times).
+    """
+    import shutil
+    import tempfile
+
+    import torch
+
+    from .data.discover import list_images
+    from .data.io import read_image
+    from .translator import Translator
+
+    out = Path(out)
+    _check_out(out, overwrite)
+    mods = _import_optional(["onnx", "onnxscript", "onnxruntime"])
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    folder = Path(calibration)
+    if not folder.is_dir():
+        raise ExportError(f"--calibration {folder}: not a folder of images")
+    files = list_images(folder)[:max_images]
+    if not files:
+        raise ExportError(f"--calibration {folder}: no images found in it")
+    t = Translator.load(checkpoint, device="cpu", precision="fp32")
+    direction = t.pick_direction(direction)
+    net = t.generator(direction)
+    side = max(t.size_multiple, int(t.preprocessing.get("crop_size") or 256) // t.size_multiple * t.size_multiple)
+    inputs = [t.prepare(read_image(f), direction, resize=side)[0][None] for f in files]  # (1, C, s, s) each
+    fp32 = generator_to_onnx(net, t.doc, direction)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter(inputs)
+
+        def get_next(self):
+            x = next(self.items, None)
+            return None if x is None else {INPUT_NAME: x.numpy()}
+
+    tmp = Path(tempfile.mkdtemp(prefix="translate-int8-"))
+    try:
+        (tmp / "fp32.onnx").write_bytes(fp32)
+        with _quiet():
+            quantize_static(str(tmp / "fp32.onnx"), str(tmp / "int8.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        model = mods["onnx"].load(str(tmp / "int8.onnx"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    prop = model.metadata_props.add()
+    prop.key, prop.value = "quantized", "int8"
+    int8 = model.SerializeToString()
+
+    run8 = runtime_runner(int8, "onnxruntime")
+    run32 = runtime_runner(fp32, "onnxruntime")
+    with torch.inference_mode():
+        psnr = [_psnr(run8(x), net(x)) for x in inputs]
+    ms32 = 1000 * _median_seconds(run32, inputs[0], repeats)
+    ms8 = 1000 * _median_seconds(run8, inputs[0], repeats)
+    report = {"path": str(out), "bytes": len(int8), "direction": direction, "images": len(inputs), "side": side,
+              "psnr_db": round(sum(psnr) / len(psnr), 2), "psnr_min_db": round(min(psnr), 2),
+              "ms_fp32": round(ms32, 2), "ms_int8": round(ms8, 2), "speedup": round(ms32 / ms8, 3), "written": False}
+    if ms8 >= ms32 and not force:
+        raise ExportError(
+            f"int8 is not faster on this machine: {ms8:.1f} ms vs {ms32:.1f} ms per {side}x{side} image with fp32 "
+            f"onnxruntime (PSNR {report['psnr_db']} dB against fp32); nothing was written to {out}. Pass --force to "
+            "write it anyway", report)
+    _check_out(out, overwrite)
+    atomic_write_bytes(out, int8)
+    report["written"] = True
+    return report

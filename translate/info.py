@@ -60,6 +60,9 @@ def format_description(desc: Dict[str, Any]) -> str:
     lines.append(f"trained on: {prov.get('data')} ({pre.get('direction')}, {pre.get('preprocess')} "
                  f"load {pre.get('load_size')} crop {pre.get('crop_size')})")
     lines.append(f"saved:      step {prov.get('step')}, epoch {prov.get('epoch')}, {prov.get('saved')}")
+    if prov.get("teacher"):
+        lines.append(f"teacher:    {prov['teacher']} ({prov.get('teacher_direction')}, {prov.get('teacher_arch')}): "
+                     "this translator is a distilled student")
     v = prov.get("versions", {})
     lines.append(f"software:   translate {v.get('translate')}, torch {v.get('torch')}")
     run = desc.get("run")

@@ -53,6 +53,7 @@ _TINY_MODEL = {"pix2pix": {"netG": "unet", "num_downs": 5}, "cyclegan": {"netG":
 _TINY_MODEL.update(cut={"netG": "resnet_6blocks", "head_units": 16},
                    fastcut={"netG": "resnet_6blocks", "head_units": 16})
 _TINY_MODEL["pix2pixhd"] = {"n_downsample_global": 2, "n_blocks_global": 1, "num_D": 2}
+_TINY_MODEL["distill"] = {"netG": "slim_unet", "num_downs": 5}
 
 PRESETS: Dict[str, Callable[[], Preset]] = {
     "pix2pix_paper": pix2pix_paper,

@@ -52,12 +52,14 @@ class Translator:
         self.folder = Path(doc["_folder"])  # the translator folder it was loaded from
         # {"label_nc": N, "instance_channel": bool} when inputs are class-ID maps, else None
         self.labels = label_encoding(pre)
+        self.backend = "torch"  # or "onnxruntime" / "openvino" (translate.export.use_backend)
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, checkpoint: Union[str, Path], device: Union[str, torch.device, None] = None,
              precision: Optional[str] = None, batchnorm: Optional[str] = None,
-             tile_pixels: int = DEFAULT_TILE_PIXELS, tile_overlap: int = DEFAULT_TILE_OVERLAP) -> "Translator":
+             tile_pixels: int = DEFAULT_TILE_PIXELS, tile_overlap: int = DEFAULT_TILE_OVERLAP,
+             backend: str = "torch", onnx: Optional[Union[str, Path]] = None, compile: bool = False) -> "Translator":
         """Load a translator folder (or the run folder that holds one).
 
         Args:
@@ -68,9 +70,16 @@ class Translator:
                 (default, as trained at batch size 1) or "running" (running averages).
             tile_pixels: images with more pixels than this are translated in tiles.
             tile_overlap: overlap between tiles in pixels (blended with feathered weights).
+            backend: "torch" (default), "onnxruntime" or "openvino": run the generators with that
+                runtime (exported to ONNX in memory and checked against PyTorch first; see
+                :func:`translate.export.use_backend`). Padding, tiling and cropping stay the same.
+            onnx: with backend onnxruntime/openvino, run this ONNX file instead of exporting
+                (e.g. an int8 model from ``translate export --quantize int8``).
+            compile: run the torch generators through ``torch.compile`` (torch backend only).
 
         Raises:
             CheckpointError: the path is not a local translator folder, or its contents are invalid.
+            translate.export.ExportError: the backend cannot run or does not match PyTorch.
         """
         if isinstance(checkpoint, str) and "://" in checkpoint:
             raise CheckpointError(f"{checkpoint!r}: only local translator folders can be loaded "
@@ -87,8 +96,15 @@ class Translator:
             net = for_inference(net, batchnorm=mode, copy_net=False)
             if device.type == "cuda" or precision != "fp32":
                 net = net.to(memory_format=torch.channels_last)
+            if compile and backend == "torch":
+                net = torch.compile(net, dynamic=True)
             gens[direction] = net
-        return cls(doc, gens, device, precision, tile_pixels, tile_overlap)
+        t = cls(doc, gens, device, precision, tile_pixels, tile_overlap)
+        if backend != "torch" or onnx is not None:
+            from .export import use_backend  # the one other upward import, declared in setup.cfg
+
+            use_backend(t, backend, onnx)
+        return t
 
     @property
     def directions(self) -> List[str]:

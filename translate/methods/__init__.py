@@ -13,6 +13,7 @@ from torch import nn
 
 from .cut import CUT, FastCUT
 from .cyclegan import CycleGAN
+from .distill import Distill
 from .pix2pix import Pix2Pix
 from .pix2pixhd import Pix2PixHD
 
@@ -69,6 +70,7 @@ class Method(Protocol):
 METHODS: Dict[str, type] = {"pix2pix": Pix2Pix, "cyclegan": CycleGAN}
 METHODS.update(cut=CUT, fastcut=FastCUT)
 METHODS["pix2pixhd"] = Pix2PixHD
+METHODS["distill"] = Distill  # a student of a trained translator (translate distill)
 
 
 def list_methods() -> List[str]:

@@ -22,7 +22,9 @@ from torch import nn
 from .multiscale import MultiscaleDiscriminator
 from .patchgan import NLayerDiscriminator, PixelDiscriminator
 from .pix2pixhd import GlobalGenerator, Pix2PixHDGenerator
+from .mobile_resnet import MobileResnetGenerator
 from .resnet import ResnetBlock, ResnetGenerator
+from .slim_unet import SlimUnetGenerator
 from .unet import UnetGenerator
 
 __all__ = [
@@ -32,7 +34,9 @@ __all__ = [
     "NLayerDiscriminator",
     "PixelDiscriminator",
     "ResnetBlock",
+    "MobileResnetGenerator",
     "ResnetGenerator",
+    "SlimUnetGenerator",
     "UnetGenerator",
     "build_discriminator",
     "build_generator",
@@ -49,6 +53,10 @@ _GENERATORS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     "resnet_9blocks": (ResnetGenerator, {"n_blocks": 9}),
     "resnet": (ResnetGenerator, {}),
     "pix2pixhd": (Pix2PixHDGenerator, {}),
+    # efficient students (translate distill)
+    "slim_unet": (SlimUnetGenerator, {}),
+    "mobile_resnet_9blocks": (MobileResnetGenerator, {"n_blocks": 9}),
+    "mobile_resnet": (MobileResnetGenerator, {}),
 }
 
 _DISCRIMINATORS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {

@@ -252,7 +252,8 @@ class _Run:
                         {dirn: exported[name] for dirn, name in method.generators.items()},
                         self.preprocessing,
                         {"run": self.cfg.name, "step": self.step, "epoch": self.epoch, "data": str(self.cfg.data.root),
-                         "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                         "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                         **getattr(method, "provenance", {})})  # a student names its teacher
 
     def samples(self, tag: str) -> None:
         """The sample grid of the fixed batch (with the averaged generators when there are)."""

@@ -133,7 +133,8 @@ def build_training_dataset(cfg: RunConfig, size_multiple: int):
     from ..data import PairedDataset, UnpairedDataset
 
     d = cfg.data
-    dataset_class = PairedDataset if get_method(cfg.method).paired else UnpairedDataset
+    paired = getattr(cfg.model, "paired", get_method(cfg.method).paired)  # distill: as its teacher was trained
+    dataset_class = PairedDataset if paired else UnpairedDataset
     return dataset_class(
         d.root, split=d.split, layout=d.layout, direction=d.direction,
         input_nc=d.input_nc, output_nc=d.output_nc, preprocess=d.preprocess, load_size=d.load_size,

@@ -1,0 +1,204 @@
+"""Distillation: a small student generator learns to reproduce a trained translator (the teacher).
+
+The teacher is loaded from its translator folder, frozen, and used exactly as ``Translator``
+uses it (eval mode, the folder's batch-norm mode), so the student learns what users of the
+teacher get. One step on a batch {"a": teacher input-domain images, "b": target-domain images}:
+
+    1. target = T(real_a) (no gradient); fake = S(real_a)
+    2. D step: a fresh PatchGAN on the target domain sees real_b as real, fake.detach() as fake
+    3. S step with D frozen:  lambda_gan * GAN(D(fake))
+                            + lambda_l1 * |fake - target|
+                            + lambda_feat * sum_k |E_k(fake) - E_k(target)| / K
+
+E_k are the first K encoder levels of the teacher generator itself (U-Net: its first four
+stride-2 levels; ResNet: the stem and the two downsampling steps): a feature (perceptual) loss
+with the teacher's own weights, no downloaded network (after GAN Compression, Li et al. 2020,
+which distils with the teacher's features and a fresh discriminator).
+
+For a pix2pix teacher, real_b is the paired target image; for a CycleGAN direction it is an
+unpaired image of the target domain. The student is exported under the teacher's direction, so
+``convert``, ``eval`` and ``export`` use it like the teacher, and its translator's provenance
+names the teacher.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..checkpoint import load_generator, read_translator_json
+from ..config import DIRECTIONS, DistillConfig, LoopConfig
+from ..errors import UserError
+from ..losses import adversarial_loss, gradient_penalty
+from ..models import build_discriminator, build_generator
+from ..nn import init_weights
+from ..nn.inference import for_inference
+from ..runtime import Scalers
+from .common import adam, frozen
+
+
+class DistillError(UserError):
+    """The teacher cannot be distilled (missing, wrong direction, unsupported architecture)."""
+
+
+def student_kwargs(cfg: DistillConfig, input_nc: int, output_nc: int) -> dict:
+    """Constructor arguments of the student generator described by a distill config."""
+    kw = dict(input_nc=input_nc, output_nc=output_nc, ngf=cfg.ngf, norm=cfg.norm, use_dropout=cfg.use_dropout)
+    if cfg.netG in ("unet", "slim_unet"):
+        kw["num_downs"] = cfg.num_downs
+    if cfg.netG in ("resnet", "mobile_resnet"):
+        kw["n_blocks"] = cfg.n_blocks
+    return kw
+
+
+def teacher_encoder(teacher: nn.Module) -> List[nn.Module]:
+    """The teacher's first encoder stages, in order: their outputs are the feature-loss features.
+
+    Raises:
+        DistillError: the teacher's architecture has no known encoder.
+    """
+    arch = getattr(teacher, "arch", type(teacher).__name__)
+    if arch in ("unet", "slim_unet"):
+        return list(teacher.down[:4])  # (B, c[k], H / 2**(k+1), W / 2**(k+1)), k = 0..3
+    if arch in ("resnet", "mobile_resnet"):
+        return [teacher.stem, teacher.down[:3], teacher.down[3:]]  # H, H/2, H/4
+    raise DistillError(f"no feature loss for a {arch!r} teacher (supported: unet, slim_unet, resnet, "
+                       "mobile_resnet); distill with --lambda-feat 0")
+
+
+def encoder_features(stages: List[nn.Module], x: torch.Tensor) -> List[torch.Tensor]:
+    feats = []
+    for stage in stages:
+        x = stage(x)
+        feats.append(x)
+    return feats
+
+
+def load_teacher(path: str, direction: str, device: torch.device) -> nn.Module:
+    """The teacher's ``direction`` generator, as ``Translator`` runs it: eval mode, frozen."""
+    if not path:
+        raise DistillError("no teacher: give the teacher's translator folder (translate distill TEACHER ...)")
+    doc = read_translator_json(path)
+    if direction not in doc["generators"]:
+        raise DistillError(f"{doc['_folder']}: the teacher has no {direction!r} generator; it has "
+                           f"{', '.join(doc['generators'])}")
+    net = load_generator(doc["_folder"], direction, device=device, doc=doc)
+    return for_inference(net, batchnorm=doc["preprocessing"].get("batchnorm", "per_image"), copy_net=False)
+
+
+class Distill:
+    """Networks ``gen_<direction>`` (the student) and ``disc_<target domain>``; the teacher is
+    held outside ``nets`` (it is not trained, saved or resumed: it is loaded again from its folder).
+
+    Args:
+        cfg: the distill configuration (``cfg.teacher`` is the teacher's folder).
+        input_nc, output_nc: channels of the teacher's input and output images.
+        device: where the networks live.
+        seed: unused (no random state of its own).
+        direction: the direction of the teacher generator and of the student ("a2b" or "b2a").
+    """
+
+    name = "distill"
+    optimizer_names = ("gen", "disc")
+    paired = True  # batches hold the input under "a" and a target-domain image under "b"
+
+    def __init__(self, cfg: DistillConfig, input_nc: int, output_nc: int, device: torch.device,
+                 seed: int = 0, direction: str = "a2b"):
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        self.cfg, self.device, self.direction = cfg, device, direction
+        self.teacher = load_teacher(cfg.teacher, direction, device)
+        t_in, t_out = self.teacher.config["input_nc"], self.teacher.config["output_nc"]
+        if (t_in, t_out) != (input_nc, output_nc):
+            raise DistillError(f"the teacher maps {t_in} to {t_out} channels; the data give {input_nc} -> {output_nc}")
+        self.stages = teacher_encoder(self.teacher) if cfg.lambda_feat > 0 else []
+        self.gen_name = f"gen_{direction}"
+        self.disc_name = f"disc_{direction[-1]}"  # judges the target domain
+        gen = build_generator(cfg.netG, **student_kwargs(cfg, input_nc, output_nc))
+        kw = dict(input_nc=output_nc, ndf=cfg.ndf, norm=cfg.norm)
+        if cfg.netD == "n_layers":
+            kw["n_layers"] = cfg.n_layers_D
+        disc = build_discriminator(cfg.netD, **kw)
+        for net in (gen, disc):
+            init_weights(net, cfg.init_type, cfg.init_gain)
+        self.nets = nn.ModuleDict({self.gen_name: gen, self.disc_name: disc}).to(device)
+        self.train_nets = dict(self.nets)
+        self.generators = {direction: self.gen_name}
+        self.provenance = {"teacher": str(Path(cfg.teacher).resolve()), "teacher_direction": direction,
+                           "teacher_arch": self.teacher.arch}
+
+    @property
+    def size_multiple(self) -> int:
+        # the data must suit both: the teacher makes the targets
+        return max(self.nets[self.gen_name].size_multiple, self.teacher.size_multiple)
+
+    def make_optimizers(self, loop: LoopConfig) -> Dict[str, torch.optim.Optimizer]:
+        betas = (loop.beta1, loop.beta2)
+        return {"gen": adam(self.nets[self.gen_name].parameters(), loop.lr, betas, self.device),
+                "disc": adam(self.nets[self.disc_name].parameters(), loop.lr, betas, self.device)}
+
+    def train_step(self, batch, opt, scalers: Scalers, amp) -> Dict[str, torch.Tensor]:
+        """One student and one D update on {"a": input (B, Ci, H, W), "b": target-domain (B, Co, H, W)}."""
+        cfg, gen, disc = self.cfg, self.train_nets[self.gen_name], self.train_nets[self.disc_name]
+        disc_raw = self.nets[self.disc_name]
+        real_a, real_b = batch["a"], batch["b"]
+        with torch.no_grad(), amp:
+            target = self.teacher(real_a).float()  # (B, Co, H, W), what the teacher's users get
+            target_feats = encoder_features(self.stages, target)
+        with amp:
+            fake = gen(real_a)  # (B, Co, H, W)
+
+        opt["disc"].zero_grad(set_to_none=True)
+        with amp:
+            pred_fake = disc(fake.detach())
+            pred_real = disc(real_b)
+        d_fake = adversarial_loss(pred_fake, False, cfg.gan_mode)
+        d_real = adversarial_loss(pred_real, True, cfg.gan_mode)
+        loss_d = 0.5 * (d_fake + d_real)
+        losses = {"d_real": d_real, "d_fake": d_fake}
+        if cfg.gan_mode == "wgan-gp":
+            with amp:
+                gp = gradient_penalty(disc_raw, real_b, fake.detach().to(real_b.dtype))
+            loss_d = loss_d + cfg.lambda_gp * gp
+            losses["gp"] = gp
+        scalers.backward("disc", loss_d)
+        scalers.step("disc", opt["disc"])
+
+        opt["gen"].zero_grad(set_to_none=True)
+        with frozen(disc_raw):
+            with amp:
+                pred_fake = disc_raw(fake)
+                fake_feats = encoder_features(self.stages, fake)
+            g_gan = adversarial_loss(pred_fake, True, cfg.gan_mode, for_discriminator=False)
+            g_l1 = F.l1_loss(fake.float(), target)
+            loss_g = cfg.lambda_gan * g_gan + cfg.lambda_l1 * g_l1
+            losses.update(g_gan=g_gan, g_l1=g_l1)
+            if self.stages:
+                g_feat = sum(F.l1_loss(f.float(), t.float()) for f, t in zip(fake_feats, target_feats)) / len(self.stages)
+                loss_g = loss_g + cfg.lambda_feat * g_feat
+                losses["g_feat"] = g_feat
+            scalers.backward("gen", loss_g)
+        scalers.step("gen", opt["gen"])
+        return {k: v.detach() for k, v in losses.items()}
+
+    @torch.no_grad()
+    def sample(self, batch, amp) -> list:
+        """Image columns for the sample grid: input, student output, teacher output."""
+        gen = for_inference(self.nets[self.gen_name])
+        with amp:
+            fake = gen(batch["a"]).float()
+            target = self.teacher(batch["a"]).float()
+        return [batch["a"], fake, target]
+
+    def wrap(self, fn) -> None:
+        self.train_nets = {name: fn(net) for name, net in self.nets.items()}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
