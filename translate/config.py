@@ -310,6 +310,9 @@ class LoopConfig:
     save_every: int = option(1000, help="steps between checkpoints (one is also saved every epoch)")
     sample_count: int = option(4, minimum=1, help="images in the fixed sample grid")
     sync_bn: bool = option(False, help="synchronise batch-norm statistics across torchrun processes (CUDA only)")
+    compile: bool = option(False, help="train the networks through torch.compile (single process; the first steps "
+                                       "compile, which takes minutes on a CPU; checkpoints are unchanged); "
+                                       "docs/performance.md has measured speeds")
     tensorboard: bool = option(False, help="also log losses and sample grids for TensorBoard in RUN/tensorboard "
                                            "(needs tensorboard)")
     eval_every: int = option(0, help="steps between evaluations on a held-out split; the best checkpoint is kept "

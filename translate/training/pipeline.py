@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator
@@ -236,9 +237,37 @@ def add_losses(sums: Dict[str, torch.Tensor], losses: Dict[str, torch.Tensor]) -
         sums[k] = sums[k] + v if k in sums else v.clone()
 
 
+def check_compile(device: torch.device, distributed: bool) -> None:
+    """Refuse ``--compile`` where it cannot work here.
+
+    Raises:
+        TrainingError: several processes (the nets are trained through DistributedDataParallel,
+            which this option does not compile), or a CPU run without a C++ compiler (TorchInductor
+            generates C++ for the CPU).
+    """
+    if distributed:
+        raise TrainingError("--compile is for single-process runs: under torchrun the networks are trained through "
+                            "DistributedDataParallel, which --compile does not wrap; drop --compile or run one process")
+    if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        raise TrainingError("--compile on the CPU needs a C++ compiler (g++ or clang++) on PATH: TorchInductor "
+                            "generates C++ code; install one or drop --compile")
+
+
+def compile_train_nets(method: Method) -> None:
+    """Run the networks ``train_step`` calls through ``torch.compile``.
+
+    Only ``method.train_nets`` change (``method.wrap``): ``method.nets`` keep the plain modules, so
+    state_dict keys, checkpoints, resume, the weight average and the exported translator are as
+    without compilation. Networks that a step calls through ``method.nets`` (the frozen
+    discriminator of the generator update) run eagerly.
+    """
+    method.wrap(lambda net: torch.compile(net))
+
+
 def build_trainables(cfg: RunConfig, device: torch.device, rank: int = 0, distributed: bool = False) -> Trainables:
     """The method of ``cfg`` (initial weights from ``cfg.loop.seed``, the same on every rank) with
-    its optimizers, schedulers, scalers and autocast context.
+    its optimizers, schedulers, scalers and autocast context; with ``loop.compile`` the networks
+    that ``train_step`` calls go through ``torch.compile`` (:func:`compile_train_nets`).
 
     Afterwards the global torch RNG is seeded per rank when ``distributed`` (dropout etc. differ
     between processes).
@@ -251,6 +280,9 @@ def build_trainables(cfg: RunConfig, device: torch.device, rank: int = 0, distri
         torch.manual_seed(loop.seed + 1000 * rank)
     check_sizes(cfg, method.size_multiple)
     check_multiscale_size(cfg)
+    if loop.compile:
+        check_compile(device, distributed)
+        compile_train_nets(method)
     optimizers = method.make_optimizers(loop)
     factor = linear_decay(loop.epochs, loop.epochs_decay)
     schedulers = {n: torch.optim.lr_scheduler.LambdaLR(o, factor) for n, o in optimizers.items()}
