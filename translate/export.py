@@ -528,7 +528,8 @@ def runtime_runner(data: bytes, backend: str, device_type: str = "cpu") -> Calla
             raise ExportError(f"the openvino backend needs the optional extra: {_OPENVINO_HINT}") from None
         core = ov.Core()
         model = core.read_model(model=np.frombuffer(data, dtype=np.uint8).tobytes(), weights=b"")
-        compiled = core.compile_model(model, "CPU")
+        # fp32 as the graph is: OpenVINO would otherwise run bf16 on CPUs with AVX512-BF16 or AMX
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         output = compiled.output(0)
         return lambda x: torch.from_numpy(np.asarray(compiled(x.numpy())[output]))
     raise ExportError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
@@ -630,7 +631,7 @@ def _median_seconds(run: Callable, x, repeats: int) -> float:
 
 def quantize_int8(checkpoint: Union[str, Path], out: Union[str, Path], calibration: Union[str, Path],
                   direction: Optional[str] = None, max_images: int = 32, overwrite: bool = False,
-                  force: bool = False, repeats: int = 5) -> Dict[str, Any]:
+                  force: bool = False, repeats: int = 5, fp32_onnx: Optional[bytes] = None) -> Dict[str, Any]:
     """Post-training static int8 quantization (onnxruntime, QDQ, per-channel weights) of one generator.
 
     The fp32 ONNX graph is calibrated on up to ``max_images`` images of ``calibration`` (translated
@@ -640,6 +641,7 @@ def quantize_int8(checkpoint: Union[str, Path], out: Union[str, Path], calibrati
 
     Args:
         force: write the int8 file even when it is not faster than fp32 onnxruntime here.
+        fp32_onnx: the generator's fp32 ONNX graph when it is already exported (saves the export).
 
     Returns:
         report: path, bytes, images, side, psnr_db, ms_fp32, ms_int8, speedup, written.
@@ -673,7 +675,7 @@ def quantize_int8(checkpoint: Union[str, Path], out: Union[str, Path], calibrati
     net = t.generator(direction)
     side = max(t.size_multiple, int(t.preprocessing.get("crop_size") or 256) // t.size_multiple * t.size_multiple)
     inputs = [t.prepare(read_image(f), direction, resize=side)[0][None] for f in files]  # (1, C, s, s) each
-    fp32 = generator_to_onnx(net, t.doc, direction)
+    fp32 = fp32_onnx if fp32_onnx is not None else generator_to_onnx(net, t.doc, direction)
 
     class Reader(CalibrationDataReader):
         def __init__(self):
