@@ -30,6 +30,11 @@ DEFAULT_TILE_OVERLAP = 64
 ImageLike = Union["PIL.Image.Image", np.ndarray, str, Path]  # noqa: F821
 
 
+def default_channels_last(device: torch.device, precision: str) -> bool:
+    """Whether generators run channels_last by default: on CUDA and in reduced precision."""
+    return device.type == "cuda" or precision != "fp32"
+
+
 class Translator:
     """A loaded translator: one generator per direction, in eval mode, without gradients.
 
@@ -53,13 +58,15 @@ class Translator:
         # {"label_nc": N, "instance_channel": bool} when inputs are class-ID maps, else None
         self.labels = label_encoding(pre)
         self.backend = "torch"  # or "onnxruntime" / "openvino" (translate.export.use_backend)
+        self.channels_last = default_channels_last(device, precision)
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, checkpoint: Union[str, Path], device: Union[str, torch.device, None] = None,
              precision: Optional[str] = None, batchnorm: Optional[str] = None,
              tile_pixels: int = DEFAULT_TILE_PIXELS, tile_overlap: int = DEFAULT_TILE_OVERLAP,
-             backend: str = "torch", onnx: Optional[Union[str, Path]] = None, compile: bool = False) -> "Translator":
+             backend: str = "torch", onnx: Optional[Union[str, Path]] = None, compile: bool = False,
+             memory_format: Optional[str] = None) -> "Translator":
         """Load a translator folder (or the run folder that holds one).
 
         Args:
@@ -76,6 +83,9 @@ class Translator:
             onnx: with backend onnxruntime/openvino, run this ONNX file instead of exporting
                 (e.g. an int8 model from ``translate export --quantize int8``).
             compile: run the torch generators through ``torch.compile`` (torch backend only).
+            memory_format: "channels_last" or "contiguous" for the torch generators and their
+                inputs; None: channels_last on CUDA and in reduced precision, contiguous for fp32
+                on a CPU (docs/performance.md: channels_last measured slower there).
 
         Raises:
             CheckpointError: the path is not a local translator folder, or its contents are invalid.
@@ -88,18 +98,23 @@ class Translator:
         use_fast_kernels(device)  # conversion repeats the same shapes
         precision = check_precision(precision or "fp32", device)
         warn_if_slow_precision(device, precision)
+        if memory_format not in (None, "channels_last", "contiguous"):
+            raise ValueError(f"memory_format must be channels_last, contiguous or None, got {memory_format!r}")
+        channels_last = (default_channels_last(device, precision) if memory_format is None
+                         else memory_format == "channels_last")
         doc = read_translator_json(checkpoint)
         mode = batchnorm or doc["preprocessing"].get("batchnorm", "per_image")
         gens = {}
         for direction in doc["generators"]:
             net = load_generator(doc["_folder"], direction, device=device, doc=doc)
             net = for_inference(net, batchnorm=mode, copy_net=False)
-            if device.type == "cuda" or precision != "fp32":
+            if channels_last:
                 net = net.to(memory_format=torch.channels_last)
             if compile and backend == "torch":
                 net = torch.compile(net, dynamic=True)
             gens[direction] = net
         t = cls(doc, gens, device, precision, tile_pixels, tile_overlap)
+        t.channels_last = channels_last
         if backend != "torch" or onnx is not None:
             from .export import use_backend  # the one other upward import, declared in setup.cfg
 
@@ -165,7 +180,7 @@ class Translator:
 
     def _run(self, x: torch.Tensor, direction: str) -> torch.Tensor:
         net = self.generators[direction]
-        if self.device.type == "cuda" or self.precision != "fp32":
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             y = net(x)
