@@ -1,8 +1,10 @@
 """``translate bench``: every measurement runs (tiny settings) and the result is well formed."""
 
 import argparse
+import importlib.util
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -107,3 +109,86 @@ def test_cli_options_json_and_errors(tmp_path, capsys):
         run_bench(device="cpu", precisions="fp16", quick=True)
     with pytest.raises(BenchError, match="unknown measurement"):
         run_bench(device="cpu", what="train-foo", quick=True)
+
+
+def _student(tmp_path):
+    """A teacher translator and a slim_unet student whose provenance names it."""
+    import torch
+
+    from translate.checkpoint import save_translator
+    from translate.models import build_generator
+
+    teacher = make_translator(tmp_path / "teacher", "pix2pix")
+    torch.manual_seed(1)
+    gen = build_generator("slim_unet", input_nc=3, output_nc=3, num_downs=5, ngf=4)
+    pre = {"input_nc": 3, "output_nc": 3, "size_multiple": gen.size_multiple, "batchnorm": "per_image",
+           "crop_size": 32, "value_range": [-1.0, 1.0], "pad_mode": "reflect"}
+    prov = {"step": 2, "teacher": str((teacher / "translator").resolve()), "teacher_direction": "a2b",
+            "teacher_arch": "unet"}
+    save_translator(tmp_path / "student" / "translator", "distill", {"a2b": gen}, pre, prov)
+    return tmp_path / "student"
+
+
+def _fast(**kw):
+    kw = {"precisions": "fp32", **kw}
+    return run_bench(device="cpu", quick=True, windows=1, window_seconds=0.1, warmup=0, images=2,
+                     log=lambda msg: None, **kw)
+
+
+def test_opt_in_rows_are_not_in_the_default_run(quick_result):
+    assert {r["measurement"] for r in quick_result["rows"]} == set(ALL_WHAT)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs onnxruntime")
+def test_convert_backends_rows_have_speed_and_psnr_against_torch(tmp_path):
+    r = _fast(what="convert-backends", precisions="fp32,bf16")
+    rows = {row["backend"]: row for row in r["rows"]}
+    expected = {"torch", "onnxruntime", "onnxruntime int8"}
+    if importlib.util.find_spec("openvino") is not None:
+        expected.add("openvino")
+    else:
+        assert any("openvino is not installed" in n for n in r["notes"])
+    assert set(rows) == expected
+    assert any("fp32 only" in n for n in r["notes"])  # bf16 asked: skipped, and said so
+    for name, row in rows.items():
+        assert row["measurement"] == "convert-backends" and _positive(row["value"]), name
+        if name != "torch":
+            assert row["psnr_identical"] or row["psnr_vs_ref_db"] > 20, name
+    assert rows["onnxruntime int8"]["precision"] == "int8" and rows["onnxruntime int8"]["quantize"]["images"] == 2
+    assert rows["torch"]["psnr_reference"] == "fp32 torch"
+    table = format_table(r)
+    assert "[onnxruntime int8]" in table and "PSNR/ref" in table
+
+
+def test_student_and_teacher_rows(tmp_path):
+    student = _student(tmp_path)
+    r = _fast(what="convert-student", checkpoint=student)
+    teacher, stud = r["rows"]
+    assert (teacher["role"], stud["role"]) == ("teacher", "student")
+    assert teacher["generator"] == "unet" and stud["generator"] == "slim_unet"
+    assert stud["params"] < teacher["params"] and stud["gmacs_per_image"] < teacher["gmacs_per_image"]
+    assert stud["speed_vs_teacher"] == pytest.approx(stud["value"] / teacher["value"])
+    assert stud["psnr_reference"] == "teacher" and math.isfinite(stud["psnr_vs_ref_db"])
+    table = format_table(r)
+    assert "translate eval" in table and "x the teacher's images/s" in table
+    with pytest.raises(BenchError, match="names no teacher"):
+        _fast(what="convert-student", checkpoint=make_translator(tmp_path / "plain"))
+    with pytest.raises(BenchError, match="needs --checkpoint"):
+        _fast(what="convert-student")
+
+
+def test_channels_last_row_matches_contiguous_outputs():
+    r = _fast(what="convert-pix2pix,convert-pix2pix-channels-last")
+    row = r["rows"][1]
+    assert row["variant"] == "channels_last" and _positive(row["value"])
+    assert row["psnr_identical"] or row["psnr_vs_ref_db"] > 40
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")), reason="needs a C++ compiler")
+def test_compile_flag_adds_compiled_training_rows():
+    r = _fast(what="train-pix2pix", compile=True)
+    plain, compiled = r["rows"]
+    assert (plain["measurement"], compiled["measurement"]) == ("train-pix2pix", "train-pix2pix-compile")
+    assert compiled["compile"] is True and plain["compile"] is False
+    assert compiled["flops_per_item"] == plain["flops_per_item"]  # counted on the eager first step
+    assert _positive(compiled["value"]) and compiled["first_step_seconds"] > 0

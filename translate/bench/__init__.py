@@ -45,6 +45,9 @@ from .machine import machine_facts
 from .measure import ALL_WHAT, CONVERT_WHAT, LABEL_WHAT, PRECISIONS, TRAIN_WHAT, Bench, BenchError, Settings
 from .report import fmt_with_unit, format_table, write_json
 from .synthetic import make_synthetic_datasets
+from .variants import COMPILE_WHAT, FP32_ONLY, STUDENT_WHAT, VARIANT_WHAT, measure_variant, student_and_teacher
+
+OPT_IN_WHAT = LABEL_WHAT + VARIANT_WHAT  # measured only when --what names them
 
 __all__ = ["ALL_WHAT", "BenchError", "add_bench_parser", "format_table", "make_synthetic_datasets", "run_bench"]
 
@@ -99,6 +102,8 @@ def run_bench(
     log: Optional[Callable[[str], None]] = None,
     label_size: Optional[str] = None,
     label_nc: int = 35,
+    compile: bool = False,
+    ngf: Optional[int] = None,
 ) -> Dict[str, Any]:
     """Measure training and conversion speed, FLOP/s against the matmul peak, memory and quality.
 
@@ -126,6 +131,10 @@ def run_bench(
         log: progress callback (default: lines on stderr).
         label_size: "WxH" of the synthetic class-ID maps of ``train-pix2pixhd`` (default: size x size).
         label_nc: classes of those maps (default 35, as Cityscapes).
+        compile: also measure the ``-compile`` variant of each requested pix2pix / CycleGAN
+            training and conversion measurement (see :mod:`translate.bench.variants`).
+        ngf: generator width of the synthetic translators and training networks (default: the
+            method's, 8 with quick), e.g. 16 for a slim_unet or mobile_resnet student.
 
     Returns:
         A JSON-serialisable dict: ``machine``, ``settings``, ``command``, ``peak``, ``flops``,
@@ -139,7 +148,11 @@ def run_bench(
     settings = _settings(device=device, precisions=precisions, size=size, batch_size=batch_size,
                          netG_pix2pix=netG_pix2pix, netG_cyclegan=netG_cyclegan, what=what, data=data,
                          images=images, warmup=warmup, windows=windows, window_seconds=window_seconds,
-                         checkpoint=checkpoint, quick=quick, num_workers=num_workers, seed=seed)
+                         checkpoint=checkpoint, quick=quick, num_workers=num_workers, seed=seed,
+                         compile=compile)
+    settings.ngf = ngf
+    if ngf is not None and ngf < 1:
+        raise BenchError(f"--ngf must be >= 1, got {ngf}")
     settings.label_size, settings.label_nc = _label_settings(label_size, label_nc)
     dev, precs = settings.device, settings.precisions
     argv = list(sys.argv if argv is None else argv)
@@ -157,6 +170,15 @@ def run_bench(
     try:
         for w in settings.what:
             for prec in precs:
+                if w in FP32_ONLY and prec != "fp32":
+                    result.setdefault("notes", []).append(f"{w}: fp32 only (the runtimes run the fp32 graph); "
+                                                          f"{prec} skipped")
+                    continue
+                if w in VARIANT_WHAT:
+                    log(f"{w} {prec} ...")
+                    for row in measure_variant(bench, w, prec, result, log):
+                        result["rows"].append(_finish_row(w, prec, row, time.perf_counter(), result, log))
+                    continue
                 result["rows"].append(_measure(bench, w, prec, result, log))
             if w in CONVERT_WHAT:
                 _quality_guard(bench, w, precs, result)
@@ -168,7 +190,7 @@ def run_bench(
 
 
 def _settings(*, device, precisions, size, batch_size, netG_pix2pix, netG_cyclegan, what, data, images,
-              warmup, windows, window_seconds, checkpoint, quick, num_workers, seed) -> Settings:
+              warmup, windows, window_seconds, checkpoint, quick, num_workers, seed, compile=False) -> Settings:
     """Validate :func:`run_bench`'s options and fill in the defaults."""
     dev = _resolve_device(device)
     precs = _as_list(precisions, PRECISIONS, "precision") or native_precisions(dev)
@@ -177,8 +199,10 @@ def _settings(*, device, precisions, size, batch_size, netG_pix2pix, netG_cycleg
             check_precision(prec, dev)
     except DeviceError as e:
         raise BenchError(str(e)) from None
-    whats = _as_list(what, ALL_WHAT + LABEL_WHAT, "measurement") or list(ALL_WHAT)
-    whats = [w for w in ALL_WHAT + LABEL_WHAT if w in whats]  # peak first, in a fixed order
+    whats = _as_list(what, ALL_WHAT + OPT_IN_WHAT, "measurement") or list(ALL_WHAT)
+    if compile:
+        whats += [f"{w}-compile" for w in whats if f"{w}-compile" in COMPILE_WHAT]
+    whats = [w for w in ALL_WHAT + OPT_IN_WHAT if w in whats]  # peak first, in a fixed order
     whats = (["peak"] if "peak" in whats else []) + [w for w in whats if w != "peak"]
     if batch_size < 1:
         raise BenchError(f"batch size must be >= 1, got {batch_size}")
@@ -212,6 +236,8 @@ def _settings(*, device, precisions, size, batch_size, netG_pix2pix, netG_cycleg
         from ..checkpoint import read_translator_json
 
         read_translator_json(settings.checkpoint)  # fail early with the checkpoint's own message
+    if any(w in STUDENT_WHAT for w in whats):
+        student_and_teacher(settings.checkpoint)  # a student that names a readable teacher
     return settings
 
 
@@ -245,7 +271,14 @@ def _measure(bench: Bench, w: str, prec: str, result: Dict[str, Any], log: Calla
         row = bench.train(w.split("-", 1)[1], prec)
     else:
         row = bench.convert(w.split("-", 1)[1], prec)
-    row = {"measurement": w, "precision": prec, "statistic": "median", **row, "seconds": time.perf_counter() - t0}
+    return _finish_row(w, prec, row, t0, result, log)
+
+
+def _finish_row(w: str, prec: str, row: Dict[str, Any], t0: float, result: Dict[str, Any],
+                log: Callable[[str], None]) -> Dict[str, Any]:
+    """Name a measured row, add its achieved FLOP/s and % of the peak, and log it."""
+    row = {"measurement": w, "precision": prec, "statistic": "median", "seconds": time.perf_counter() - t0, **row}
+    prec = row["precision"]  # an int8 row keeps its own
     if w != "peak" and row.get("flops_per_item") is not None:
         row["achieved_flops_per_s"] = row["flops_per_item"] * row["value"]
     peak = result["peak"].get(prec, {}).get("flops_per_s")
@@ -292,7 +325,8 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--netG-cyclegan", default=None,
                    help="CycleGAN generator (default resnet_9blocks; a tiny 2-block resnet with --quick)")
     p.add_argument("--what", action="append", default=None, metavar="M[,M...]",
-                   help=f"measurements, repeatable or a comma list: {', '.join(ALL_WHAT)} (default all)")
+                   help=f"measurements, repeatable or a comma list: {', '.join(ALL_WHAT)} (default all); opt-in: "
+                        f"{', '.join(OPT_IN_WHAT)}")
     p.add_argument("--data", default=None,
                    help="folder of real images to convert and to check quality on (recursive, the first "
                         "--images files, translated whole, e.g. ../shared/data/facades/test); default: "
@@ -317,6 +351,11 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"size of the synthetic class-ID maps of {', '.join(LABEL_WHAT)} (opt-in with --what; "
                         "default: --size square), e.g. 2048x1024")
     p.add_argument("--label-nc", type=int, default=35, help="classes of those maps (default 35)")
+    p.add_argument("--compile", action="store_true",
+                   help="also measure each requested train-/convert- pix2pix and CycleGAN measurement with "
+                        "torch.compile (the -compile rows)")
+    p.add_argument("--ngf", type=int, default=None,
+                   help="generator width of the synthetic translators and training nets (default: the method's)")
     p.add_argument("--quick", action="store_true",
                    help="tiny settings (size 64, small nets, short windows) for smoke tests")
     p.set_defaults(func=_cmd_bench)
@@ -329,7 +368,7 @@ def _cmd_bench(args, argv) -> int:
         netG_pix2pix=args.netG_pix2pix, netG_cyclegan=args.netG_cyclegan, what=args.what, data=args.data,
         images=args.images, warmup=args.warmup, windows=args.windows, window_seconds=args.window_seconds,
         checkpoint=args.checkpoint, quick=args.quick, num_workers=args.num_workers, seed=args.seed,
-        argv=argv, label_size=args.label_size, label_nc=args.label_nc,
+        argv=argv, label_size=args.label_size, label_nc=args.label_nc, compile=args.compile, ngf=args.ngf,
     )
     print(format_table(result))
     if args.json:

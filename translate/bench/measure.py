@@ -65,6 +65,7 @@ class Settings:
     matmul_seconds: float
     label_size: Optional[Tuple[int, int]] = None  # (width, height) of train-pix2pixhd; None: size x size
     label_nc: int = 35
+    ngf: Optional[int] = None  # generator width of the synthetic translators and training nets
 
     def to_json(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -96,6 +97,8 @@ def run_config(method: str, s: Settings, precision: str, data_root: Path):
         model["n_blocks"] = 2
     if s.quick:
         model.update(ngf=8, ndf=8, n_layers_D=2)
+    if s.ngf:
+        model["ngf"] = s.ngf
     if method in ("cut", "fastcut") and model["netG"] == "resnet" and s.quick:
         model["nce_layers"] = "0,2,3,4,5"  # the paper's layers, with the last block of the 2-block resnet
     d = RunConfig(method=method, model=MODEL_CONFIGS[method]()).to_dict()
@@ -188,7 +191,7 @@ class Bench:
     def datasets(self) -> Dict[str, Path]:
         if not self.paths:
             s = self.s
-            need_convert = any(w in s.what for w in CONVERT_WHAT) and s.data is None
+            need_convert = any(w.startswith("convert-") for w in s.what) and s.data is None
             t0 = time.perf_counter()
             self.paths = make_synthetic_datasets(self.tmp / "data", s.size, s.train_images,
                                                  s.images if need_convert else 0, s.seed)
@@ -252,15 +255,24 @@ class Bench:
         self.translators[method] = (folder, "random-init (xavier, gain 1)")
         return self.translators[method]
 
+    def direction(self, folder: Path) -> str:
+        """The direction a translator folder is measured in: a2b when it has it, else its only one."""
+        from ..checkpoint import read_translator_json
+
+        gens = read_translator_json(folder)["generators"]
+        return "a2b" if "a2b" in gens else next(iter(gens))
+
     # -- matmul peak
     def peak(self, precision: str) -> Dict[str, Any]:
         s = self.s
         return matmul_peak(s.device, precision, s.matmul_size, s.matmul_seconds, s.quick)
 
     # -- training
-    def train(self, method: str, precision: str) -> Dict[str, Any]:
+    def train(self, method: str, precision: str, compile: bool = False) -> Dict[str, Any]:
+        """Training speed of ``method``; with ``compile`` the nets go through ``torch.compile`` after
+        the FLOP-counting first step (eager), and the first compiled step is timed apart."""
         from ..training.pipeline import (EpochSampler, add_losses, build_trainables, build_training_dataset,
-                                         make_loader, resolve_num_workers)
+                                         check_compile, compile_train_nets, make_loader, resolve_num_workers)
 
         s, device = self.s, self.s.device
         if method == "pix2pixhd":
@@ -294,8 +306,12 @@ class Bench:
                 add_losses(sums, parts.step(batch))  # what the loop does with the losses between logs
                 return batch["a"].shape[0]
 
+            prepare = None
+            if compile:
+                check_compile(device, distributed=False)
+                prepare = lambda: compile_train_nets(m)  # noqa: E731
             try:
-                res = self._time_steps(step, per_step_items=method != "cyclegan")
+                res = self._time_steps(step, per_step_items=method != "cyclegan", prepare=prepare)
             finally:
                 batches.close()
                 del batches, loader
@@ -318,13 +334,17 @@ class Bench:
             res.update(metric="training iterations/s", unit="it/s", flops_per_item=step_flops,
                        images_per_iteration=s.batch_size)
         res.update(peak_memory_bytes=mem.peak, peak_memory_kind=mem.kind, num_workers=num_workers,
-                   netG=net_g, generator=gen.arch)
+                   netG=net_g, generator=gen.arch, compile=compile)
         if method == "pix2pixhd":
             res.update(label_size=list(label_size(s)), label_nc=s.label_nc)
         return res
 
-    def _time_steps(self, step: Callable[[], int], per_step_items: bool) -> Dict[str, Any]:
-        """Warm up (the first step under the FLOP counter), then time windows of steps."""
+    def _time_steps(self, step: Callable[[], int], per_step_items: bool,
+                    prepare: Optional[Callable[[], None]] = None) -> Dict[str, Any]:
+        """Warm up (the first step under the FLOP counter), then time windows of steps.
+
+        ``prepare`` (e.g. compiling the nets) runs after the counted step; the step after it is
+        timed on its own (``first_step_seconds``) and the warm-up starts again."""
         s, device = self.s, self.s.device
         min_warm = 3 if device.type == "cuda" else 1
         t_start = time.perf_counter()
@@ -332,6 +352,15 @@ class Bench:
         sync(device)
         last = time.perf_counter() - t_start
         warm_steps = 1
+        first = None
+        if prepare is not None:
+            prepare()
+            t0 = time.perf_counter()
+            step()
+            sync(device)
+            first = time.perf_counter() - t0
+            t_start, warm_steps = time.perf_counter(), 0
+            min_warm = max(min_warm, 1)
         while warm_steps < min_warm or time.perf_counter() - t_start < s.warmup:
             t0 = time.perf_counter()
             step()
@@ -355,6 +384,8 @@ class Bench:
             steps_per_window.append(steps)
         out = {"value": median(rates), "windows": rates, "steps_per_window": steps_per_window,
                "warmup_steps": warm_steps, "step_flops": step_flops}
+        if first is not None:
+            out["first_step_seconds"] = first
         if n_windows < s.windows:
             out["note"] = (f"one step takes {last:.1f}s, longer than the window budget: {n_windows} window(s) "
                            f"timed; raise --window-seconds for a median over {s.windows}")
@@ -377,18 +408,29 @@ class Bench:
                              f"{summary.failures[0][0]}: {summary.failures[0][1]}")
         return summary.converted, seconds
 
-    def convert(self, method: str, precision: str) -> Dict[str, Any]:
+    def convert(self, method: str, precision: str, *, key: Optional[str] = None, folder: Optional[Path] = None,
+                weights: Optional[str] = None, direction: Optional[str] = None, **load_kw) -> Dict[str, Any]:
+        """Conversion speed of ``method``'s translator (or of ``folder``) in ``precision``.
+
+        Args:
+            key: where the guard outputs are kept (``guard_outputs[key]``); default (method, precision).
+            load_kw: more :meth:`Translator.load` arguments (backend, onnx, compile, memory_format).
+        """
         from ..translator import Translator
 
         s, device = self.s, self.s.device
-        folder, weights = self.translator(method)
+        if folder is None:
+            folder, weights = self.translator(method)
         files = self.conversion_files()
         guard = self.guard_files()
-        out_root = self.tmp / "out" / f"{method}_{precision}"
+        key = key or (method, precision)
+        out_root = self.tmp / "out" / (key if isinstance(key, str) else f"{method}_{precision}")
         mem = PeakMemory(device)
         with mem:
-            translator = Translator.load(folder, device=device, precision=precision)
-            direction = first_direction(translator)
+            t_load = time.perf_counter()
+            translator = Translator.load(folder, device=device, precision=precision, **load_kw)
+            load_seconds = time.perf_counter() - t_load
+            direction = direction or first_direction(translator)
 
             def run(paths: List[Path], out: Path) -> Tuple[int, float]:
                 return self._convert_files(translator, paths, out, direction)
@@ -425,12 +467,13 @@ class Bench:
             del translator
             gc.collect()
         shutil.rmtree(out_root / "warm", ignore_errors=True)
-        self.guard_outputs[(method, precision)] = out_root / "guard"
+        self.guard_outputs[key] = out_root / "guard"
         per_image = self._conversion_flops(entry, files, size_multiple, c_in)
         res = {"metric": "conversion images/s", "unit": "img/s", "value": median(rates), "windows": rates,
                "images_per_window": counts, "warmup_calls": warm_calls, "flops_per_item": per_image,
                "peak_memory_bytes": mem.peak, "peak_memory_kind": mem.kind, "weights": weights,
                "direction": direction, "generator": entry["arch"], "guard_images": len(guard),
+               "load_seconds": load_seconds, "params": entry.get("params"),
                "input": (f"{len(files)} images from {s.data}" if s.data is not None
                          else f"{len(files)} synthetic {s.size}x{s.size} JPEG")}
         if n_windows < s.windows:
@@ -459,12 +502,9 @@ class Bench:
             total += self._flops_cache[key] * k
         return total / len(files) if files else None
 
-    def psnr(self, method: str, precision: str) -> Dict[str, Any]:
-        """PSNR (dB) between the fp32 and ``precision`` outputs of the guard images."""
-        from ..data.discover import list_images
-        from ..data.io import read_image
-
-        if (method, "fp32") not in self.guard_outputs:  # fp32 was not benchmarked: make the reference
+    def reference(self, method: str) -> Path:
+        """The fp32 torch guard outputs of ``method``'s translator (made now when fp32 was not measured)."""
+        if (method, "fp32") not in self.guard_outputs:
             from ..translator import Translator
 
             folder, _ = self.translator(method)
@@ -472,18 +512,30 @@ class Bench:
             out = self.tmp / "out" / f"{method}_fp32" / "guard"
             self._convert_files(t, self.guard_files(), out, first_direction(t))
             self.guard_outputs[(method, "fp32")] = out
-        ref_dir, test_dir = self.guard_outputs[(method, "fp32")], self.guard_outputs[(method, precision)]
-        se, count_px, n_img = 0.0, 0, 0
-        for ref in list_images(ref_dir):
-            other = test_dir / ref.relative_to(ref_dir)
-            a = read_image(ref).astype(np.float64)
-            b = read_image(other).astype(np.float64)
-            se += float(((a - b) ** 2).sum())
-            count_px += a.size
-            n_img += 1
-        mse = se / max(count_px, 1)
-        psnr = None if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
-        return {"psnr_db": psnr, "identical": mse == 0, "images": n_img, "reference": "fp32"}
+        return self.guard_outputs[(method, "fp32")]
+
+    def psnr(self, method: str, precision: str) -> Dict[str, Any]:
+        """PSNR (dB) between the fp32 and ``precision`` outputs of the guard images."""
+        res = psnr_folders(self.reference(method), self.guard_outputs[(method, precision)])
+        return {**res, "reference": "fp32"}
+
+
+def psnr_folders(ref_dir: Path, test_dir: Path) -> Dict[str, Any]:
+    """PSNR (dB, 8-bit) of the images of ``test_dir`` against those of ``ref_dir`` (same relative
+    paths); ``psnr_db`` is None when they are identical."""
+    from ..data.discover import list_images
+    from ..data.io import read_image
+
+    se, count_px, n_img = 0.0, 0, 0
+    for ref in list_images(ref_dir):
+        a = read_image(ref).astype(np.float64)
+        b = read_image(test_dir / ref.relative_to(ref_dir)).astype(np.float64)
+        se += float(((a - b) ** 2).sum())
+        count_px += a.size
+        n_img += 1
+    mse = se / max(count_px, 1)
+    psnr = None if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+    return {"psnr_db": psnr, "identical": mse == 0, "images": n_img}
 
 
 @contextlib.contextmanager

@@ -52,7 +52,7 @@ def format_table(result: Dict[str, Any]) -> str:
     ]
     if result.get("warning"):
         lines.append(f"warning: {result['warning']}")
-    header = ("measurement", "prec", "metric", "value", "unit", "FLOP/s", "% peak", "peak mem", "PSNR/fp32")
+    header = ("measurement", "prec", "metric", "value", "unit", "FLOP/s", "% peak", "peak mem", "PSNR/ref")
     table = [header]
     for r in result["rows"]:
         unit = r["unit"]
@@ -60,14 +60,23 @@ def format_table(result: Dict[str, Any]) -> str:
         if unit == "FLOP/s":
             value, unit = value.split(" ")[0], value.split(" ")[1] + "FLOP/s"
         psnr_text = "-"
-        if r["measurement"] in CONVERT_WHAT:
+        metric = r["metric"]
+        tag = r.get("role") or r.get("backend") or r.get("variant")
+        if tag:
+            metric += f" [{tag}]"
+        if "psnr_vs_ref_db" in r:
+            psnr = r["psnr_vs_ref_db"]
+            psnr_text = "identical" if r.get("psnr_identical") else "-" if psnr is None else f"{psnr:.1f} dB"
+        elif r.get("psnr_reference") or r.get("role") == "teacher":
+            psnr_text = "ref"  # the outputs the other rows are compared with
+        elif r["measurement"] in CONVERT_WHAT:
             if r["precision"] == "fp32":
                 psnr_text = "ref" if len(result["settings"]["precisions"]) > 1 else "-"
             elif "psnr_vs_fp32_db" in r:
                 psnr = r["psnr_vs_fp32_db"]
                 psnr_text = "identical" if psnr is None else f"{psnr:.1f} dB"
         pct = r.get("pct_of_peak")
-        table.append((r["measurement"], r["precision"], r["metric"], value, unit,
+        table.append((r["measurement"], r["precision"], metric, value, unit,
                       fmt_flops(r.get("achieved_flops_per_s")) + "FLOP/s" if r.get("achieved_flops_per_s") else "-",
                       "-" if pct is None else f"{pct:.1f}", fmt_bytes(r.get("peak_memory_bytes")), psnr_text))
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
@@ -79,6 +88,11 @@ def format_table(result: Dict[str, Any]) -> str:
             lines.append("  ".join("-" * w for w in widths))
     notes = ["value: median of the timed windows (matmul peak: best of the repeats); FLOP/s = counted FLOPs "
              "per item x value; % peak: of the matmul peak in the same precision"]
+    if any(r.get("psnr_reference") or r.get("role") for r in result["rows"]):
+        notes.append("PSNR/ref: dB of the outputs against the fp32 eager torch outputs of the same translator on "
+                     "the same images (student rows: against the teacher's outputs)")
+    notes.extend(variant_notes(result["rows"]))
+    notes.extend(result.get("notes", []))
     if m.get("tf32_conv") and "fp32" in result["settings"]["precisions"]:
         notes.append("fp32 convolutions may run in TF32 (torch.backends.cudnn.allow_tf32) while the fp32 matmul "
                      "peak does not, so fp32 % of peak can exceed 100")
@@ -141,3 +155,31 @@ def relative_to_cyclegan(rows) -> list:
             text += f"; peak memory {r['peak_memory_bytes'] / c['peak_memory_bytes']:.2f}x CycleGAN's"
         notes.append(text)
     return notes
+
+
+def variant_notes(rows) -> list:
+    """Notes for the opt-in rows: compile times, int8 calibration, student against teacher."""
+    notes = []
+    for r in rows:
+        w = r["measurement"]
+        if r.get("first_step_seconds") is not None:
+            notes.append(f"{w} {r['precision']}: the first compiled step took {r['first_step_seconds']:.1f}s "
+                         "(compilation), not counted in the value")
+        if r.get("quantize"):
+            q = r["quantize"]
+            notes.append(f"{w} int8: calibrated on {q['images']} image(s) of {r.get('calibration')} at "
+                         f"{q['side']}x{q['side']}; single-image latency int8 {q['ms_int8']} ms vs fp32 "
+                         f"onnxruntime {q['ms_fp32']} ms")
+        if r.get("role"):
+            text = (f"{w} {r['precision']} {r['role']}: {r['generator']}, {fmt_params(r.get('params'))} parameters, "
+                    f"{'-' if r.get('gmacs_per_image') is None else format(r['gmacs_per_image'], '.3g')} GMAC/image")
+            if r.get("speed_vs_teacher"):
+                text += f", {r['speed_vs_teacher']:.2f}x the teacher's images/s"
+            notes.append(text)
+    return notes
+
+
+def fmt_params(n) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
