@@ -85,7 +85,7 @@ class Translator:
             compile: run the torch generators through ``torch.compile`` (torch backend only).
             memory_format: "channels_last" or "contiguous" for the torch generators and their
                 inputs; None: channels_last on CUDA and in reduced precision, contiguous for fp32
-                on a CPU (docs/performance.md: channels_last measured slower there).
+                on a CPU (docs/performance.md: not consistently faster there).
 
         Raises:
             CheckpointError: the path is not a local translator folder, or its contents are invalid.
