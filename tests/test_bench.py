@@ -184,6 +184,7 @@ def test_channels_last_row_matches_contiguous_outputs():
     assert row["psnr_identical"] or row["psnr_vs_ref_db"] > 40
 
 
+@pytest.mark.slow  # ~15 s with a warm TorchInductor cache, longer cold
 @pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")), reason="needs a C++ compiler")
 def test_compile_flag_adds_compiled_training_rows():
     r = _fast(what="train-pix2pix", compile=True)
