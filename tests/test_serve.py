@@ -393,6 +393,23 @@ def test_batcher_queue_bound_drain_and_errors():
         b.submit(torch.zeros(1, 2, 2), "a2b")
 
 
+def test_batcher_hands_cached_memory_back_between_batches(monkeypatch):
+    import translate.serve.batcher as batcher_module
+
+    calls = []
+    monkeypatch.setattr(batcher_module, "release_free_memory", lambda: calls.append(1) or True)
+    run, _ = _recorder()
+    b = MicroBatcher(run, max_batch=1, max_wait_ms=0, max_queue=8, trim_every_s=0.0)
+    [f.result(5) for f in [b.submit(torch.zeros(3, 4, 4), "a2b") for _ in range(3)]]
+    b.close()
+    assert len(calls) == 3  # after every batch when the interval is 0
+    calls.clear()
+    b = MicroBatcher(run, max_batch=1, max_wait_ms=0, max_queue=8, trim_every_s=None)
+    [f.result(5) for f in [b.submit(torch.zeros(3, 4, 4), "a2b") for _ in range(3)]]
+    b.close()
+    assert calls == []
+
+
 # ----------------------------------------------------------------------------- the process
 
 

@@ -8,7 +8,8 @@
 # Each call starts `translate serve` on a free port, waits for /healthz, runs
 # tools/load_serve.py, stops the server with SIGTERM and writes OUT/<scenario>.json (default OUT:
 # a new temp folder). Set PYTHON to the interpreter that has translate installed (default python3)
-# and DEVICE (default cpu). Exit status: the load tool's (0 when every answer was right).
+# and DEVICE (default cpu); SERVE_ARGS adds server options.
+# Exit status: the load tool's (0 when every answer was right).
 set -euo pipefail
 scenario=${1:?scenario: throughput, overload or malformed}
 ckpt=${2:?checkpoint}
@@ -43,6 +44,9 @@ case "$scenario" in
     *) echo "unknown scenario $scenario (throughput, overload, malformed)" >&2; exit 2 ;;
 esac
 
+# SERVE_ARGS: more options for the server (e.g. "--max-batch 4"), split on spaces.
+# shellcheck disable=SC2206
+serve_args+=(${SERVE_ARGS:-})
 "$PYTHON" -m translate serve "$ckpt" --port "$port" --device "$DEVICE" --log-level warning "${serve_args[@]}" \
     > "$out/server-$scenario.log" 2>&1 &
 server=$!

@@ -91,17 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
     from .version import __version__
 
     parser = argparse.ArgumentParser(
-        prog="translate", description="Image-to-image translation: train pix2pix / CycleGAN, inspect checkpoints.")
+        prog="translate", description="Image-to-image translation: train pix2pix, CycleGAN, CUT/FastCUT and pix2pixHD; "
+                                    "convert, evaluate, export, distill and serve translators.")
     parser.add_argument("--version", action="version", version=f"translate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, help="what to do")
 
     train = sub.add_parser("train", help="train a model", description="Train a model.")
-    tsub = train.add_subparsers(dest="method", metavar="METHOD", required=True, help="pix2pix or cyclegan")
-    _add_train_parser(tsub, "pix2pix")
-    _add_train_parser(tsub, "cyclegan")
-    _add_train_parser(tsub, "cut")
-    _add_train_parser(tsub, "fastcut")
-    _add_train_parser(tsub, "pix2pixhd")
+    tsub = train.add_subparsers(dest="method", metavar="METHOD", required=True, help="the method")
+    _add_train_parser(tsub, "pix2pix", help="paired: U-Net + PatchGAN + L1 (A|B side by side, or A/ + B/)")
+    _add_train_parser(tsub, "cyclegan", help="unpaired: two ResNet generators, cycle + identity (trainA/, trainB/)")
+    _add_train_parser(tsub, "cut", help="unpaired, one-sided: one generator + PatchNCE (trainA/, trainB/)")
+    _add_train_parser(tsub, "fastcut", help="unpaired, one-sided: CUT without identity NCE, faster")
+    _add_train_parser(tsub, "pix2pixhd", help="paired, high resolution: label maps (--label-nc) to images, "
+                                              "multi-scale D + feature matching")
 
     dist = _add_train_parser(
         sub, "distill", help="train a small student generator that reproduces a trained translator",

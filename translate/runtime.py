@@ -151,3 +151,30 @@ class Scalers:
         for n, s in self.scalers.items():
             if n in state and state[n]:
                 s.load_state_dict(state[n])
+
+
+_LIBC_TRIM = None
+
+
+def release_free_memory() -> bool:
+    """Hand memory the allocator keeps cached back to the system (glibc's ``malloc_trim``).
+
+    A long-running process that allocates and frees large tensors from several threads (a server)
+    otherwise sees its resident size creep up as glibc keeps freed pages in per-thread arenas.
+    Returns True when something was released; False, and a no-op, where glibc is not in use.
+    """
+    global _LIBC_TRIM
+    if _LIBC_TRIM is None:
+        _LIBC_TRIM = False
+        try:
+            import ctypes
+            import ctypes.util
+
+            name = ctypes.util.find_library("c")
+            trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+            if trim is not None:
+                trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+                _LIBC_TRIM = trim
+        except OSError:
+            pass
+    return bool(_LIBC_TRIM(0)) if _LIBC_TRIM else False

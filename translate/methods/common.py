@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Tuple
 
 import torch
 from torch import nn
+
+from ..losses import adversarial_loss, gradient_penalty
 
 
 class ImagePool:
@@ -70,6 +72,30 @@ def frozen(*nets: nn.Module):
         yield
     finally:
         set_requires_grad(nets, True)
+
+
+def discriminator_loss(disc, disc_raw: nn.Module, real: torch.Tensor, fake: torch.Tensor, amp, gan_mode: str,
+                       lambda_gp: float) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], Any]:
+    """The discriminator's loss on ``real`` and (detached) ``fake`` inputs: half the sum of its GAN
+    losses, plus ``lambda_gp`` x the gradient penalty with ``gan_mode`` "wgan-gp".
+
+    ``disc`` is the net as trained (possibly DDP-wrapped), ``disc_raw`` the bare module (the
+    penalty's double backward bypasses DDP). Returns (loss, {"d_real", "d_fake"[, "gp"]}, D's
+    output on ``real``), the last for losses that reuse it (feature matching).
+    """
+    with amp:
+        pred_fake = disc(fake)
+        pred_real = disc(real)
+    d_fake = adversarial_loss(pred_fake, False, gan_mode)
+    d_real = adversarial_loss(pred_real, True, gan_mode)
+    loss = 0.5 * (d_fake + d_real)
+    losses = {"d_real": d_real, "d_fake": d_fake}
+    if gan_mode == "wgan-gp":
+        with amp:
+            gp = gradient_penalty(disc_raw, real, fake.to(real.dtype))
+        loss = loss + lambda_gp * gp
+        losses["gp"] = gp
+    return loss, losses, pred_real
 
 
 def adam(params, lr: float, betas, device: torch.device) -> torch.optim.Optimizer:

@@ -35,12 +35,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DIRECTIONS, CUTConfig, LoopConfig, parse_layers, swap_domains
-from ..losses import adversarial_loss, gradient_penalty, patch_nce_loss
+from ..losses import adversarial_loss, patch_nce_loss
 from ..models import build_discriminator, build_generator
 from ..nn import init_weights
 from ..nn.inference import for_inference
 from ..runtime import Scalers
-from .common import adam, frozen
+from .common import adam, discriminator_loss, frozen
 from .pix2pix import discriminator_kwargs, generator_kwargs
 
 
@@ -142,15 +142,7 @@ class CUT:
         return torch.stack(losses).mean()
 
     def _disc_loss(self, disc, disc_raw, real: torch.Tensor, fake: torch.Tensor, amp) -> torch.Tensor:
-        mode = self.cfg.gan_mode
-        with amp:
-            pred_real = disc(real)
-            pred_fake = disc(fake)
-        loss = 0.5 * (adversarial_loss(pred_real, True, mode) + adversarial_loss(pred_fake, False, mode))
-        if mode == "wgan-gp":
-            with amp:
-                loss = loss + self.cfg.lambda_gp * gradient_penalty(disc_raw, real, fake)
-        return loss
+        return discriminator_loss(disc, disc_raw, real, fake, amp, self.cfg.gan_mode, self.cfg.lambda_gp)[0]
 
     def train_step(self, batch, opt, scalers: Scalers, amp) -> Dict[str, torch.Tensor]:
         """One update of the generator with its heads, then of the discriminator; returns detached losses."""

@@ -33,12 +33,12 @@ from torch import nn
 from ..checkpoint import load_generator, read_translator_json
 from ..config import DIRECTIONS, DistillConfig, LoopConfig
 from ..errors import UserError
-from ..losses import adversarial_loss, gradient_penalty
+from ..losses import adversarial_loss
 from ..models import build_discriminator, build_generator
 from ..nn import init_weights
 from ..nn.inference import for_inference
 from ..runtime import Scalers
-from .common import adam, frozen
+from .common import adam, discriminator_loss, frozen
 
 
 class DistillError(UserError):
@@ -153,18 +153,7 @@ class Distill:
             fake = gen(real_a)  # (B, Co, H, W)
 
         opt["disc"].zero_grad(set_to_none=True)
-        with amp:
-            pred_fake = disc(fake.detach())
-            pred_real = disc(real_b)
-        d_fake = adversarial_loss(pred_fake, False, cfg.gan_mode)
-        d_real = adversarial_loss(pred_real, True, cfg.gan_mode)
-        loss_d = 0.5 * (d_fake + d_real)
-        losses = {"d_real": d_real, "d_fake": d_fake}
-        if cfg.gan_mode == "wgan-gp":
-            with amp:
-                gp = gradient_penalty(disc_raw, real_b, fake.detach().to(real_b.dtype))
-            loss_d = loss_d + cfg.lambda_gp * gp
-            losses["gp"] = gp
+        loss_d, losses, _ = discriminator_loss(disc, disc_raw, real_b, fake.detach(), amp, cfg.gan_mode, cfg.lambda_gp)
         scalers.backward("disc", loss_d)
         scalers.step("disc", opt["disc"])
 

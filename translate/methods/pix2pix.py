@@ -15,12 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DIRECTIONS, LoopConfig, Pix2PixConfig
-from ..losses import adversarial_loss, feature_matching_loss, gradient_penalty
+from ..losses import adversarial_loss, feature_matching_loss
 from ..models import build_discriminator, build_generator
 from ..nn import init_weights
 from ..nn.inference import for_inference
 from ..runtime import Scalers
-from .common import adam, frozen, viewable_input
+from .common import adam, discriminator_loss, frozen, viewable_input
 
 
 def generator_kwargs(cfg, input_nc: int, output_nc: int) -> dict:
@@ -108,18 +108,8 @@ class Pix2Pix:
         opt["disc"].zero_grad(set_to_none=True)
         real_ab = torch.cat([real_a, real_b], 1)
         fake_ab = torch.cat([real_a, fake_b.detach().to(real_a.dtype)], 1)
-        with amp:
-            pred_fake = disc(fake_ab)
-            pred_real = disc(real_ab)
-        d_fake = adversarial_loss(pred_fake, False, cfg.gan_mode)
-        d_real = adversarial_loss(pred_real, True, cfg.gan_mode)
-        loss_d = 0.5 * (d_fake + d_real)
-        losses = {"d_real": d_real, "d_fake": d_fake}
-        if cfg.gan_mode == "wgan-gp":
-            with amp:
-                gp = gradient_penalty(disc_raw, real_ab, fake_ab)
-            loss_d = loss_d + cfg.lambda_gp * gp
-            losses["gp"] = gp
+        loss_d, losses, pred_real = discriminator_loss(disc, disc_raw, real_ab, fake_ab, amp, cfg.gan_mode,
+                                                       cfg.lambda_gp)
         scalers.backward("disc", loss_d)
         scalers.step("disc", opt["disc"])
 

@@ -34,7 +34,7 @@ from ..models import build_discriminator, build_generator
 from ..nn import init_weights
 from ..nn.inference import for_inference
 from ..runtime import Scalers
-from .common import adam, frozen, viewable_input
+from .common import adam, discriminator_loss, frozen, viewable_input
 
 # VGG19 ``features`` indices ending at relu1_1, relu2_1, relu3_1, relu4_1, relu5_1, and the
 # weights of those layers in the perceptual loss (pix2pixHD's reference code).
@@ -161,12 +161,9 @@ class Pix2PixHD:
         # D step: every scale, real pairs vs generated pairs (detached: no gradient into G).
         opt["disc"].zero_grad(set_to_none=True)
         real_ab = torch.cat([real_a, real_b], 1)
-        with amp:
-            pred_fake = disc(torch.cat([real_a, fake_b.detach().to(real_a.dtype)], 1))
-            pred_real = disc(real_ab)
-        d_fake = adversarial_loss(pred_fake, False, cfg.gan_mode)
-        d_real = adversarial_loss(pred_real, True, cfg.gan_mode)
-        scalers.backward("disc", 0.5 * (d_fake + d_real))
+        fake_ab = torch.cat([real_a, fake_b.detach().to(real_a.dtype)], 1)
+        loss_d, losses, pred_real = discriminator_loss(disc, disc_raw, real_ab, fake_ab, amp, cfg.gan_mode, 0.0)
+        scalers.backward("disc", loss_d)
         scalers.step("disc", opt["disc"])
 
         # G step with D frozen: adversarial + feature matching (+ VGG).
@@ -177,7 +174,7 @@ class Pix2PixHD:
             g_gan = adversarial_loss(pred_fake, True, cfg.gan_mode, for_discriminator=False)
             g_feat = feature_matching_loss(pred_fake, pred_real)
             loss_g = g_gan + cfg.lambda_feat * g_feat
-            losses = {"d_real": d_real, "d_fake": d_fake, "g_gan": g_gan, "g_feat": g_feat}
+            losses.update(g_gan=g_gan, g_feat=g_feat)
             if self.vgg is not None:
                 g_vgg = self.vgg(fake_b, real_b)
                 loss_g = loss_g + cfg.lambda_vgg * g_vgg

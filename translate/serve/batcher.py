@@ -21,6 +21,8 @@ from typing import Callable, Deque, List, Optional, Tuple
 
 import torch
 
+from ..runtime import release_free_memory
+
 Key = Tuple[str, Tuple[int, ...]]  # (direction, (C, H, W))
 
 
@@ -50,11 +52,15 @@ class MicroBatcher:
         max_queue: most requests waiting (not yet running); more raise :class:`QueueFull`.
         max_batch_pixels: a group stops growing when its total pixels would exceed this.
         on_batch: called with the size of every batch run (metrics).
+        trim_every_s: after a batch, hand the allocator's cached free memory back to the system
+            when this many seconds have passed since the last time (None: never), so that the
+            resident size of a long-running server does not creep up.
     """
 
     def __init__(self, run: Callable[[torch.Tensor, str], torch.Tensor], max_batch: int = 8,
                  max_wait_ms: float = 10.0, max_queue: int = 64, max_batch_pixels: Optional[int] = None,
-                 on_batch: Optional[Callable[[int], None]] = None, name: str = "translate-batcher"):
+                 on_batch: Optional[Callable[[int], None]] = None, name: str = "translate-batcher",
+                 trim_every_s: Optional[float] = 1.0):
         if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
             raise ValueError(f"need max_batch >= 1, max_queue >= 1, max_wait_ms >= 0; got "
                              f"{max_batch}, {max_queue}, {max_wait_ms}")
@@ -62,6 +68,7 @@ class MicroBatcher:
         self.max_wait = max_wait_ms / 1000.0
         self.max_batch_pixels = max_batch_pixels
         self.on_batch = on_batch
+        self.trim_every_s, self._trimmed = trim_every_s, time.monotonic()
         self._groups: "OrderedDict[Key, Deque[_Item]]" = OrderedDict()
         self._depth = 0
         self._cond = threading.Condition()
@@ -161,6 +168,10 @@ class MicroBatcher:
                 self.on_batch(len(items))
             for it, y_i in zip(items, y):
                 it.future.set_result(y_i)
+            del y
+            if self.trim_every_s is not None and time.monotonic() - self._trimmed >= self.trim_every_s:
+                release_free_memory()
+                self._trimmed = time.monotonic()
 
 
 def batch_sizes_buckets(max_batch: int) -> List[float]:
