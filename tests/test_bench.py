@@ -177,6 +177,20 @@ def test_student_and_teacher_rows(tmp_path):
         _fast(what="convert-student")
 
 
+def test_a_student_checkpoint_gets_its_teacher_and_runtime_rows_by_default(tmp_path):
+    from translate import bench
+
+    kw = dict(device="cpu", precisions="fp32", size=None, batch_size=1, netG_pix2pix="unet_256",
+              netG_cyclegan="resnet_9blocks", data=None, images=None, warmup=None, windows=None,
+              window_seconds=None, quick=True, num_workers=0, seed=0)
+    student = bench._settings(what=None, checkpoint=_student(tmp_path), **kw)
+    assert {"convert-student", "convert-backends"} <= set(student.what) and set(ALL_WHAT) <= set(student.what)
+    plain = bench._settings(what=None, checkpoint=make_translator(tmp_path / "plain"), **kw)
+    assert set(plain.what) == set(ALL_WHAT)
+    chosen = bench._settings(what="convert-pix2pix", checkpoint=_student(tmp_path / "again"), **kw)
+    assert chosen.what == ["convert-pix2pix"]  # --what given: exactly what was asked
+
+
 def test_channels_last_row_matches_contiguous_outputs():
     r = _fast(what="convert-pix2pix,convert-pix2pix-channels-last")
     row = r["rows"][1]

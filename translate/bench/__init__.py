@@ -45,7 +45,8 @@ from .machine import machine_facts
 from .measure import ALL_WHAT, CONVERT_WHAT, LABEL_WHAT, PRECISIONS, TRAIN_WHAT, Bench, BenchError, Settings
 from .report import fmt_with_unit, format_table, write_json
 from .synthetic import make_synthetic_datasets
-from .variants import COMPILE_WHAT, FP32_ONLY, STUDENT_WHAT, VARIANT_WHAT, measure_variant, student_and_teacher
+from .variants import (COMPILE_WHAT, FP32_ONLY, RUNTIME_WHAT, STUDENT_WHAT, VARIANT_WHAT, measure_variant,
+                       student_and_teacher)
 
 OPT_IN_WHAT = LABEL_WHAT + VARIANT_WHAT  # measured only when --what names them
 
@@ -200,6 +201,8 @@ def _settings(*, device, precisions, size, batch_size, netG_pix2pix, netG_cycleg
     except DeviceError as e:
         raise BenchError(str(e)) from None
     whats = _as_list(what, ALL_WHAT + OPT_IN_WHAT, "measurement") or list(ALL_WHAT)
+    if not what and checkpoint and _names_a_teacher(checkpoint):
+        whats += list(STUDENT_WHAT + RUNTIME_WHAT)  # a student: next to its teacher, and through each runtime
     if compile:
         whats += [f"{w}-compile" for w in whats if f"{w}-compile" in COMPILE_WHAT]
     whats = [w for w in ALL_WHAT + OPT_IN_WHAT if w in whats]  # peak first, in a fixed order
@@ -239,6 +242,17 @@ def _settings(*, device, precisions, size, batch_size, netG_pix2pix, netG_cycleg
     if any(w in STUDENT_WHAT for w in whats):
         student_and_teacher(settings.checkpoint)  # a student that names a readable teacher
     return settings
+
+
+def _names_a_teacher(checkpoint) -> bool:
+    """Whether ``checkpoint`` is a translator made by ``translate distill`` (False when unreadable:
+    the checkpoint check reports that)."""
+    from ..checkpoint import CheckpointError, read_translator_json
+
+    try:
+        return bool(read_translator_json(checkpoint)["provenance"].get("teacher"))
+    except CheckpointError:
+        return False
 
 
 def _label_settings(label_size: Optional[str], label_nc: int):
@@ -336,7 +350,8 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
                         "converts as many of them as fit --window-seconds")
     p.add_argument("--checkpoint", default=None,
                    help="translator (run folder or translator/) to use for its method's conversion and the "
-                        "quality guard instead of random-init weights")
+                        "quality guard instead of random-init weights; a distilled student also gets, without "
+                        "--what, the rows convert-student (next to its teacher) and convert-backends")
     p.add_argument("--warmup", type=float, default=None,
                    help="minimum warm-up seconds per measurement, at least one step (default 2; 0.2 with --quick)")
     p.add_argument("--windows", type=int, default=None, help="timed windows per measurement; the median is "
