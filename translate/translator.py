@@ -99,7 +99,7 @@ class Translator:
         precision = check_precision(precision or "fp32", device)
         warn_if_slow_precision(device, precision)
         if memory_format not in (None, "channels_last", "contiguous"):
-            raise ValueError(f"memory_format must be channels_last, contiguous or None, got {memory_format!r}")
+            raise ArgumentError(f"memory_format must be channels_last, contiguous or None, got {memory_format!r}")
         channels_last = (default_channels_last(device, precision) if memory_format is None
                          else memory_format == "channels_last")
         doc = read_translator_json(checkpoint)
