@@ -200,8 +200,13 @@ def _settings(*, device, precisions, size, batch_size, netG_pix2pix, netG_cycleg
             check_precision(prec, dev)
     except DeviceError as e:
         raise BenchError(str(e)) from None
+    doc = None
+    if checkpoint:
+        from ..checkpoint import read_translator_json
+
+        doc = read_translator_json(checkpoint)  # fail early with the checkpoint's own message
     whats = _as_list(what, ALL_WHAT + OPT_IN_WHAT, "measurement") or list(ALL_WHAT)
-    if not what and checkpoint and _names_a_teacher(checkpoint):
+    if not what and doc is not None and doc["provenance"].get("teacher"):
         whats += list(STUDENT_WHAT + RUNTIME_WHAT)  # a student: next to its teacher, and through each runtime
     if compile:
         whats += [f"{w}-compile" for w in whats if f"{w}-compile" in COMPILE_WHAT]
@@ -235,24 +240,9 @@ def _settings(*, device, precisions, size, batch_size, netG_pix2pix, netG_cycleg
         raise BenchError("window seconds must be > 0 and warm-up seconds >= 0")
     if settings.data is not None and not settings.data.is_dir():
         raise BenchError(f"--data {settings.data}: not a folder")
-    if settings.checkpoint is not None:
-        from ..checkpoint import read_translator_json
-
-        read_translator_json(settings.checkpoint)  # fail early with the checkpoint's own message
     if any(w in STUDENT_WHAT for w in whats):
         student_and_teacher(settings.checkpoint)  # a student that names a readable teacher
     return settings
-
-
-def _names_a_teacher(checkpoint) -> bool:
-    """Whether ``checkpoint`` is a translator made by ``translate distill`` (False when unreadable:
-    the checkpoint check reports that)."""
-    from ..checkpoint import CheckpointError, read_translator_json
-
-    try:
-        return bool(read_translator_json(checkpoint)["provenance"].get("teacher"))
-    except CheckpointError:
-        return False
 
 
 def _label_settings(label_size: Optional[str], label_nc: int):

@@ -182,7 +182,7 @@ class Bench:
         self.paths: Dict[str, Path] = {}
         self.translators: Dict[str, Tuple[Path, str]] = {}  # method -> (folder, weights label)
         self.convert_files: List[Path] = []
-        self.guard_outputs: Dict[Tuple[str, str], Path] = {}
+        self.guard_outputs: Dict[str, Path] = {}  # "<method>_<precision>" or a variant's key -> output folder
         self.flops: Dict[str, Dict[str, Any]] = {}
         self._shape_cache: Dict[Path, Tuple[int, int]] = {}
         self._flops_cache: Dict[tuple, Optional[int]] = {}
@@ -413,7 +413,7 @@ class Bench:
         """Conversion speed of ``method``'s translator (or of ``folder``) in ``precision``.
 
         Args:
-            key: where the guard outputs are kept (``guard_outputs[key]``); default (method, precision).
+            key: where the guard outputs are kept (``guard_outputs[key]``); default "<method>_<precision>".
             load_kw: more :meth:`Translator.load` arguments (backend, onnx, compile, memory_format).
         """
         from ..translator import Translator
@@ -423,8 +423,8 @@ class Bench:
             folder, weights = self.translator(method)
         files = self.conversion_files()
         guard = self.guard_files()
-        key = key or (method, precision)
-        out_root = self.tmp / "out" / (key if isinstance(key, str) else f"{method}_{precision}")
+        key = key or f"{method}_{precision}"
+        out_root = self.tmp / "out" / key
         mem = PeakMemory(device)
         with mem:
             t_load = time.perf_counter()
@@ -504,19 +504,19 @@ class Bench:
 
     def reference(self, method: str) -> Path:
         """The fp32 torch guard outputs of ``method``'s translator (made now when fp32 was not measured)."""
-        if (method, "fp32") not in self.guard_outputs:
+        if f"{method}_fp32" not in self.guard_outputs:
             from ..translator import Translator
 
             folder, _ = self.translator(method)
             t = Translator.load(folder, device=self.s.device, precision="fp32")
             out = self.tmp / "out" / f"{method}_fp32" / "guard"
             self._convert_files(t, self.guard_files(), out, first_direction(t))
-            self.guard_outputs[(method, "fp32")] = out
-        return self.guard_outputs[(method, "fp32")]
+            self.guard_outputs[f"{method}_fp32"] = out
+        return self.guard_outputs[f"{method}_fp32"]
 
     def psnr(self, method: str, precision: str) -> Dict[str, Any]:
         """PSNR (dB) between the fp32 and ``precision`` outputs of the guard images."""
-        res = psnr_folders(self.reference(method), self.guard_outputs[(method, precision)])
+        res = psnr_folders(self.reference(method), self.guard_outputs[f"{method}_{precision}"])
         return {**res, "reference": "fp32"}
 
 
