@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
+import subprocess
 import tarfile
 import threading
 import zipfile
@@ -16,7 +18,7 @@ import pytest
 
 from conftest import make_ab_dataset, make_unpaired_dataset
 from translate.cli import main
-from translate.data.archive import ArchiveError, safe_extract
+from translate.data.archive import ArchiveError, ExtractWriteError, safe_extract
 from translate.data.catalog import DATASETS, MIRROR_ENV, UnknownDatasetError, get_dataset, list_datasets
 from translate.data.download import ChecksumError, download_dataset
 from translate.data.fetch import DownloadError, fetch
@@ -299,3 +301,26 @@ def test_list_command(capsys):
     assert main(["datasets", "list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {r["name"] for r in rows} == set(list_datasets())
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A real 64 KiB tmpfs (needs root and mount permission; skipped otherwise)."""
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_full_disk_while_extracting_is_a_write_error(tmp_path, tiny_tmpfs):
+    archive = tmp_path / "big.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("big/trainA/1.bin", os.urandom(300_000))
+    with pytest.raises(ExtractWriteError, match="cannot write"):
+        safe_extract(archive, tiny_tmpfs / "x")
+    assert not (tiny_tmpfs / "x").exists() and archive.exists()

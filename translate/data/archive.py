@@ -9,10 +9,12 @@ byte from the archive, with ordinary permissions: no owner, mode or link metadat
 
 from __future__ import annotations
 
+import lzma
 import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterator, Optional, Tuple
 
@@ -27,6 +29,10 @@ class ArchiveError(UserError):
     """An archive is damaged, of an unknown kind, or holds an entry that is refused."""
 
 
+class ExtractWriteError(UserError):
+    """Writing an extracted file failed (full disk, permissions): the archive itself may be fine."""
+
+
 def _safe_relative(name: str, archive: Path) -> Optional[PurePosixPath]:
     """The entry's path relative to the destination, or None for the root itself."""
     if "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
@@ -37,14 +43,28 @@ def _safe_relative(name: str, archive: Path) -> Optional[PurePosixPath]:
     return PurePosixPath(*parts) if parts else None
 
 
+def _write_error(target: Path, archive: Path, e: OSError) -> ExtractWriteError:
+    return ExtractWriteError(f"cannot write {target} (from {archive}): {e.strerror or e}")
+
+
 def _write(src: BinaryIO, target: Path, limit: Optional[int], name: str, archive: Path) -> None:
     written = 0
-    with open(target, "xb") as out:
-        for block in iter(lambda: src.read(_CHUNK), b""):
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        out = open(target, "xb")
+    except FileExistsError:
+        raise ArchiveError(f"{archive}: entry {name!r} appears twice") from None
+    except OSError as e:
+        raise _write_error(target, archive, e) from None
+    with out:
+        for block in iter(lambda: src.read(_CHUNK), b""):  # read errors: a damaged archive
             written += len(block)
             if limit is not None and written > limit:
                 raise ArchiveError(f"{archive}: entry {name!r} holds more data than its header declares")
-            out.write(block)
+            try:
+                out.write(block)
+            except OSError as e:
+                raise _write_error(target, archive, e) from None
     target.chmod(0o644)
 
 
@@ -78,17 +98,19 @@ def _extract_entries(archive: Path, entries, dest: Path) -> int:
     count = 0
     for name, is_dir, src, size in entries:
         if name.startswith(_SKIPPED_PREFIXES) or PurePosixPath(name).name == ".DS_Store":
+            if src is not None:
+                src.close()
             continue
         rel = _safe_relative(name, archive)
         if rel is None:
             continue
         target = dest.joinpath(*rel.parts)
         if is_dir:
-            target.mkdir(parents=True, exist_ok=True)
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise _write_error(target, archive, e) from None
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            raise ArchiveError(f"{archive}: entry {name!r} appears twice")
         with src:
             _write(src, target, size, name, archive)
         count += 1
@@ -120,6 +142,7 @@ def safe_extract(archive: Path, dest: Path) -> int:
     Raises:
         ArchiveError: A refused entry (path escape, link, device file, FIFO), a damaged or
             truncated archive, or a file that is not an archive.
+        ExtractWriteError: A file could not be written (e.g. the disk is full).
     """
     archive, dest = Path(archive), Path(dest)
     kind = archive_kind(archive)
@@ -130,9 +153,10 @@ def safe_extract(archive: Path, dest: Path) -> int:
                 return _extract_entries(archive, _zip_entries(archive, zf), dest)
         with tarfile.open(archive, "r:*") as tar:
             return _extract_entries(archive, _tar_entries(archive, tar), dest)
-    except ArchiveError:
+    except UserError:
         shutil.rmtree(dest, ignore_errors=True)
         raise
-    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile) as e:
+    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error,
+            lzma.LZMAError) as e:
         shutil.rmtree(dest, ignore_errors=True)
         raise ArchiveError(f"{archive}: damaged or truncated {kind} archive ({type(e).__name__}: {e})") from None

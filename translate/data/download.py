@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import UserError
-from .archive import ArchiveError, safe_extract
+from .archive import ArchiveError, ExtractWriteError, safe_extract
 from .catalog import MIRROR_ENV, DatasetEntry, get_dataset
 from .check import check_data
 from .fetch import DownloadError, fetch, sha256_file
@@ -150,6 +150,8 @@ def download_dataset(name: str, dest="datasets", *, mirror: Optional[str] = None
     except ArchiveError as e:
         archive.unlink()
         raise ArchiveError(f"{e}; the archive was removed, run again to download it anew") from None
+    except ExtractWriteError as e:
+        raise ExtractWriteError(f"{e}; {archive} is kept (its sha256 matched): fix that and run again") from None
     _record_sha256(entry, record, digest)
     if not keep_archive:
         archive.unlink()
