@@ -185,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the label maps hold class IDs 0..N-1: report IDs >= N as problems")
     check.set_defaults(func=_cmd_check_data)
 
+    from .data.download_cli import add_datasets_parser
+
+    add_datasets_parser(sub)
+
     demo = sub.add_parser("demo", help="train pix2pix on a generated dataset (offline, minutes on a CPU)",
                           description="Generate a small paired dataset offline, train pix2pix on it and "
                                       "write sample grids.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)

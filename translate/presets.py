@@ -15,7 +15,9 @@ Preset = Dict[str, Dict[str, Any]]
 def pix2pix_paper() -> Preset:
     """pix2pix as published (Isola et al. 2017): U-Net 256 with dropout, 70x70 PatchGAN, batch
     norm, vanilla GAN loss + 100 x L1, 286 -> 256 random crops with flips, batch 1, 100 epochs at
-    Adam 2e-4 (0.5, 0.999) then 100 of linear decay."""
+    Adam 2e-4 (0.5, 0.999) then 100 of linear decay. The exported generator stays the weight
+    average (``loop.ema_decay``, default 0.999); ``--ema-decay 0`` exports the last step's
+    weights, as the paper's code does."""
     return {
         "data": {"preprocess": "resize_and_crop", "load_size": 286, "crop_size": 256, "flip": True},
         "model": {"netG": "unet_256", "netD": "basic", "ngf": 64, "ndf": 64, "norm": "batch",
@@ -28,7 +30,8 @@ def pix2pix_paper() -> Preset:
 def cyclegan_paper() -> Preset:
     """CycleGAN as published (Zhu et al. 2017): ResNet 9 blocks, 70x70 PatchGANs, instance norm,
     LSGAN loss, cycle weight 10 each way, identity 0.5, history pool of 50, 286 -> 256 random
-    crops with flips, batch 1, 100 epochs at Adam 2e-4 (0.5, 0.999) then 100 of linear decay."""
+    crops with flips, batch 1, 100 epochs at Adam 2e-4 (0.5, 0.999) then 100 of linear decay.
+    The exported generators stay the weight average, as for pix2pix_paper."""
     return {
         "data": {"preprocess": "resize_and_crop", "load_size": 286, "crop_size": 256, "flip": True},
         "model": {"netG": "resnet_9blocks", "netD": "basic", "ngf": 64, "ndf": 64, "norm": "instance",
