@@ -207,3 +207,21 @@ def test_compile_flag_adds_compiled_training_rows():
     assert compiled["compile"] is True and plain["compile"] is False
     assert compiled["flops_per_item"] == plain["flops_per_item"]  # counted on the eager first step
     assert _positive(compiled["value"]) and compiled["first_step_seconds"] > 0
+
+
+
+@pytest.mark.slow
+def test_training_rates_and_flops_agree_with_what_a_step_counts():
+    """With --batch-size 2 a CUT row in it/s counts steps (not images), so achieved FLOP/s is the
+    per-step FLOPs times steps per second. The window is long next to a step, so a rate that
+    counted two images per step would imply a window of half its real length."""
+    batch, window = 2, 8.0
+    r = run_bench(device="cpu", precisions="fp32", quick=True, size=32, what="train-cut", batch_size=batch,
+                  windows=1, window_seconds=window, warmup=0, num_workers=0, log=lambda msg: None)
+    (row,) = r["rows"]
+    per_step = {"it/s": 1, "img/s": batch}[row["unit"]]
+    steps, rate = row["steps_per_window"][0], row["windows"][0]
+    seconds = steps * per_step / rate  # the window's length as the rate implies it
+    assert window <= seconds <= row["seconds"], seconds
+    step_flops = r["flops"]["cut"]["train_step_flops"]
+    assert row["achieved_flops_per_s"] == pytest.approx(step_flops * steps / seconds, rel=1e-6)

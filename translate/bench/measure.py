@@ -311,7 +311,7 @@ class Bench:
                 check_compile(device, distributed=False)
                 prepare = lambda: compile_train_nets(m)  # noqa: E731
             try:
-                res = self._time_steps(step, per_step_items=method != "cyclegan", prepare=prepare)
+                res = self._time_steps(step, per_step_items=method in ("pix2pix", "pix2pixhd"), prepare=prepare)
             finally:
                 batches.close()
                 del batches, loader

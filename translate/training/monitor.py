@@ -93,7 +93,8 @@ class BestKeeper:
             self.split = held_out[0]
         else:
             self.split = loop.eval_split
-        paired = get_method(cfg.method).paired
+        # what the run's data are: a student's follow its teacher (distill's model.paired)
+        paired = getattr(cfg.model, "paired", get_method(cfg.method).paired)
         self.metric = loop.eval_metric if loop.eval_metric != "auto" else ("l1" if paired else "fid")
         if not paired and self.metric in ("l1", "psnr", "ssim"):
             raise TrainingError(f"--eval-metric {self.metric} needs paired data; {cfg.method} runs use fid or kid")
