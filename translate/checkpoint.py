@@ -27,7 +27,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from .config import DIRECTIONS, swap_domains
+from .options import DIRECTIONS, swap_domains
 from .errors import UserError
 from .fsutil import atomic_write_bytes, atomic_write_text, recover_dir, replace_dir
 

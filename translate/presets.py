@@ -5,9 +5,11 @@ A preset is chosen with ``--preset NAME``; explicit options and ``--set`` still 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Dict
 
-from .config import ConfigError
+from .methods import get_method
+from .options import ConfigError
 
 Preset = Dict[str, Dict[str, Any]]
 
@@ -44,16 +46,9 @@ def tiny() -> Preset:
         "data": {"load_size": 36, "crop_size": 32, "num_workers": 0},
         "model": {"ngf": 8, "ndf": 8, "n_layers_D": 2},
         "loop": {"log_every": 1, "epochs": 1, "epochs_decay": 1},
-        # generator choice depends on the method, see method_overrides below
+        # the generator that fits a 32x32 crop is the method's: its ``tiny`` overrides
     }
 
-
-# Per-method adjustments that a preset needs (e.g. a generator that fits a 32x32 crop).
-_TINY_MODEL = {"pix2pix": {"netG": "unet", "num_downs": 5}, "cyclegan": {"netG": "resnet_6blocks"}}
-_TINY_MODEL.update(cut={"netG": "resnet_6blocks", "head_units": 16},
-                   fastcut={"netG": "resnet_6blocks", "head_units": 16})
-_TINY_MODEL["pix2pixhd"] = {"n_downsample_global": 2, "n_blocks_global": 1, "num_D": 2}
-_TINY_MODEL["distill"] = {"netG": "slim_unet", "num_downs": 5}
 
 PRESETS: Dict[str, Callable[[], Preset]] = {
     "pix2pix_paper": pix2pix_paper,
@@ -78,5 +73,8 @@ def get_preset(name: str, method: str) -> Preset:
         raise ConfigError(f"preset {name} is for `translate train {_METHOD_OF[name]}`, not {method}")
     preset = PRESETS[name]()
     if name == "tiny":
-        preset["model"].update(_TINY_MODEL[method])
+        cls = get_method(method)
+        known = {f.name for f in dataclasses.fields(cls.config_class)}  # e.g. no ndf without a discriminator
+        preset["model"] = {k: v for k, v in preset["model"].items() if k in known}
+        preset["model"].update(cls.tiny)
     return preset

@@ -23,6 +23,7 @@ from .checkpoint import CheckpointError, label_encoding, load_generator, read_tr
 from .errors import ArgumentError, DirectionError
 from .nn.inference import for_inference
 from .runtime import autocast, check_precision, resolve_device, use_fast_kernels, warn_if_slow_precision
+from .runtimes.generator import use_backend
 
 DEFAULT_TILE_PIXELS = 2048 * 2048  # images above this many pixels are translated in tiles
 DEFAULT_TILE_OVERLAP = 64
@@ -57,7 +58,7 @@ class Translator:
         self.folder = Path(doc["_folder"])  # the translator folder it was loaded from
         # {"label_nc": N, "instance_channel": bool} when inputs are class-ID maps, else None
         self.labels = label_encoding(pre)
-        self.backend = "torch"  # or "onnxruntime" / "openvino" (translate.export.use_backend)
+        self.backend = "torch"  # or another of translate.runtimes.list_backends() (use_backend)
         self.channels_last = default_channels_last(device, precision)
 
     # ------------------------------------------------------------------ loading
@@ -79,7 +80,7 @@ class Translator:
             tile_overlap: overlap between tiles in pixels (blended with feathered weights).
             backend: "torch" (default), "onnxruntime" or "openvino": run the generators with that
                 runtime (exported to ONNX in memory and checked against PyTorch first; see
-                :func:`translate.export.use_backend`). Padding, tiling and cropping stay the same.
+                :func:`translate.runtimes.generator.use_backend`). Padding, tiling and cropping stay the same.
             onnx: with backend onnxruntime/openvino, run this ONNX file instead of exporting
                 (e.g. an int8 model from ``translate export --quantize int8``).
             compile: run the torch generators through ``torch.compile`` (torch backend only).
@@ -89,7 +90,7 @@ class Translator:
 
         Raises:
             CheckpointError: the path is not a local translator folder, or its contents are invalid.
-            translate.export.ExportError: the backend cannot run or does not match PyTorch.
+            translate.runtimes.ExportError: the backend cannot run or does not match PyTorch.
         """
         if isinstance(checkpoint, str) and "://" in checkpoint:
             raise CheckpointError(f"{checkpoint!r}: only local translator folders can be loaded "
@@ -116,8 +117,6 @@ class Translator:
         t = cls(doc, gens, device, precision, tile_pixels, tile_overlap)
         t.channels_last = channels_last
         if backend != "torch" or onnx is not None:
-            from .export import use_backend  # the one other upward import, declared in setup.cfg
-
             use_backend(t, backend, onnx)
         return t
 
