@@ -174,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parser(sub)
     add_serve_parser(sub)
 
+    _add_check_data_parser(sub)
+    _add_demo_parser(sub)
+    return parser
+
+
+def _add_check_data_parser(sub) -> None:
+    """The ``check-data`` subcommand."""
     layouts = next(f for f in dataclasses.fields(DataConfig) if f.name == "layout").metadata["choices"]
     check = sub.add_parser("check-data", help="validate a dataset folder without training",
                            description="Report layout, counts, sizes, channel modes, unreadable files "
@@ -186,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the label maps hold class IDs 0..N-1: report IDs >= N as problems")
     check.set_defaults(func=_cmd_check_data)
 
+
+def _add_demo_parser(sub) -> None:
+    """The ``demo`` subcommand."""
     demo = sub.add_parser("demo", help="train pix2pix on a generated dataset (offline, minutes on a CPU)",
                           description="Generate a small paired dataset offline, train pix2pix on it and "
                                       "write sample grids.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -196,7 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto", help="cpu, cuda or auto")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.set_defaults(func=_cmd_demo)
-    return parser
 
 
 def _train_config(args):

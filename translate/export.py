@@ -37,14 +37,11 @@ therefore always an export that passed, or one whose check was skipped explicitl
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import io
 import json
 import math
-import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 from .fsutil import atomic_write_bytes
 from .runtimes.onnx import (INPUT_NAME, MIN_DYNAMO_OPSET, OUTPUT_NAME, PARITY_SIDE, TOLERANCE, ExportError,
@@ -102,15 +99,7 @@ def export_translator(
             nothing is written; the error's ``report`` has the measured differences).
         CheckpointError: the checkpoint cannot be read.
     """
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
-    if opset is not None:
-        if fmt != "onnx":
-            raise ExportError(f"--opset applies to ONNX export only, not to {fmt}")
-        if isinstance(opset, bool) or not isinstance(opset, int) or opset < 7:
-            raise ExportError(f"opset must be an integer >= 7; got {opset!r}")
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance >= 0:
-        raise ExportError(f"tolerance must be a number >= 0; got {tolerance!r}")
+    _check_arguments(fmt, opset, tolerance)
     out = Path(out)
     _check_out(out, overwrite)
     mods: Dict[str, Any] = {}
@@ -118,46 +107,29 @@ def export_translator(
         legacy = opset is not None and opset < MIN_DYNAMO_OPSET
         mods = import_optional(["onnx"] + ([] if legacy else ["onnxscript"])
                                 + (["onnxruntime"] if check else []))
-
-    from .models import generator_size_multiple
+    from .models import generator_size_multiple  # torch: imported when an export is made
     from .translator import Translator
 
     # fp32 on the CPU, the checkpoint's batch-norm mode: what the exported graph computes.
     t = Translator.load(checkpoint, device="cpu", precision="fp32")
     direction = t.pick_direction(direction)
     net = t.generator(direction)
-    doc = t.doc
     multiple = generator_size_multiple(net)
     input_nc, output_nc = int(net.config["input_nc"]), int(net.config["output_nc"])
-    meta = metadata(doc, direction, net, multiple)
+    meta = metadata(t.doc, direction, net, multiple)
     side = multiple * math.ceil(PARITY_SIDE / multiple)  # s: a legal side, >= 64
-
     if fmt == "onnx":
         data, opset_used = to_onnx(net, mods["onnx"], input_nc, side, multiple, opset, meta)
     else:
         data, opset_used = _to_torchscript(net, input_nc, side, multiple, meta), None
 
     report: Dict[str, Any] = {
-        "format": fmt, "path": str(out), "bytes": len(data), "direction": direction,
-        "arch": meta["arch"], "opset": opset_used, "size_multiple": multiple,
-        "input_nc": input_nc, "output_nc": output_nc, "checked": bool(check), "parity": [],
-        "tolerance": float(tolerance), "ok": True,
-    }
-    if meta.get("label_usage"):
-        report["label_usage"] = meta["label_usage"]
+        "format": fmt, "path": str(out), "bytes": len(data), "direction": direction, "arch": meta["arch"],
+        "opset": opset_used, "size_multiple": multiple, "input_nc": input_nc, "output_nc": output_nc,
+        "checked": bool(check), "parity": [], "tolerance": float(tolerance), "ok": True,
+        **({"label_usage": meta["label_usage"]} if meta.get("label_usage") else {})}
     if check:
-        # Both shapes differ from the export examples (1 x C x s x s traced, 2 x C x 2s x 2s for
-        # torch.export) in height and width, and together they cover batch 1 and 2.
-        shapes = ((1, input_nc, side, 2 * side), (2, input_nc, 2 * side, side))
-        try:
-            runner = _onnx_runner(data, mods["onnxruntime"]) if fmt == "onnx" else load_torchscript(data)[0]
-            report["parity"] = [{"shape": list(s), "max_abs_diff": parity_diff(net, runner, s)} for s in shapes]
-        except ExportError:
-            raise
-        except Exception as e:
-            runtime = "onnxruntime" if fmt == "onnx" else "torch.jit"
-            raise ExportError(f"the {fmt} export could not be run with {runtime} for the parity check: "
-                              f"{first_line(e)}") from e
+        report["parity"] = _parity_check(fmt, data, net, mods, side)
         # Written so that a NaN difference fails too.
         bad = [p for p in report["parity"] if not p["max_abs_diff"] <= tolerance]
         report["ok"] = not bad
@@ -171,6 +143,37 @@ def export_translator(
     _check_out(out, overwrite)  # again: the export may have taken a while
     atomic_write_bytes(out, data)
     return report
+
+
+def _check_arguments(fmt: str, opset: Optional[int], tolerance: float) -> None:
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
+    if opset is not None:
+        if fmt != "onnx":
+            raise ExportError(f"--opset applies to ONNX export only, not to {fmt}")
+        if isinstance(opset, bool) or not isinstance(opset, int) or opset < 7:
+            raise ExportError(f"opset must be an integer >= 7; got {opset!r}")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance >= 0:
+        raise ExportError(f"tolerance must be a number >= 0; got {tolerance!r}")
+
+
+def _parity_check(fmt: str, data: bytes, net: nn.Module, mods: Dict[str, Any], side: int) -> List[Dict[str, Any]]:
+    """The export run next to PyTorch: [{"shape", "max_abs_diff"}] at two shapes.
+
+    Both shapes differ from the export examples (1 x C x s x s traced, 2 x C x 2s x 2s for
+    torch.export) in height and width, and together they cover batch 1 and 2.
+    """
+    input_nc = int(net.config["input_nc"])
+    shapes = ((1, input_nc, side, 2 * side), (2, input_nc, 2 * side, side))
+    try:
+        runner = _onnx_runner(data, mods["onnxruntime"]) if fmt == "onnx" else load_torchscript(data)[0]
+        return [{"shape": list(s), "max_abs_diff": parity_diff(net, runner, s)} for s in shapes]
+    except ExportError:
+        raise
+    except Exception as e:
+        runtime = "onnxruntime" if fmt == "onnx" else "torch.jit"
+        raise ExportError(f"the {fmt} export could not be run with {runtime} for the parity check: "
+                          f"{first_line(e)}") from e
 
 
 def _check_out(out: Path, overwrite: bool) -> None:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import shutil
 import sys
 import tempfile
 import time
@@ -43,10 +42,10 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import torch
 
-from ..runtime import DeviceError, check_precision, has_native_precision, native_precisions, resolve_device
+from ..runtime import PRECISIONS, DeviceError, check_precision, has_native_precision, native_precisions, resolve_device
 from .machine import machine_facts
 from ..checkpoint import read_translator_json
-from .measure import (PRECISIONS, Bench, BenchError, Settings, all_what, convert_what, label_what, train_what)
+from .measure import Bench, BenchError, Settings, all_what, convert_what, label_what, train_what
 from .report import fmt_with_unit, format_table, write_json
 from .synthetic import make_synthetic_datasets
 from .variants import (FP32_ONLY, RUNTIME_WHAT, STUDENT_WHAT, compile_what, measure_variant, student_and_teacher,
@@ -160,12 +159,19 @@ def run_bench(
                          images=images, warmup=warmup, windows=windows, window_seconds=window_seconds,
                          checkpoint=checkpoint, quick=quick, num_workers=num_workers, seed=seed,
                          compile=compile)
-    settings.ngf = ngf
-    if ngf is not None and ngf < 1:
-        raise BenchError(f"--ngf must be >= 1, got {ngf}")
+    settings.ngf = _ngf(ngf)
     settings.label_size, settings.label_nc = _label_settings(label_size, label_nc)
+    result = _new_result(settings, list(sys.argv if argv is None else argv), log)
+    with tempfile.TemporaryDirectory(prefix="translate-bench-", ignore_cleanup_errors=True) as tmp:
+        _measure_all(Bench(settings, Path(tmp), log), result, log)
+    result["seconds"] = time.perf_counter() - t_start
+    return result
+
+
+def _new_result(settings: Settings, argv: List[str], log: Callable[[str], None]) -> Dict[str, Any]:
+    """The result document before any measurement: command, machine, settings (and a warning
+    when bf16 is asked for on a CPU that only emulates it)."""
     dev, precs = settings.device, settings.precisions
-    argv = list(sys.argv if argv is None else argv)
     result: Dict[str, Any] = {
         "command": shlex.join(argv), "argv": argv, "machine": machine_facts(dev), "settings": settings.to_json(),
         "peak": {}, "flops": {}, "rows": [], "quality": [],
@@ -174,21 +180,12 @@ def run_bench(
         result["warning"] = ("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 is emulated here and "
                              "is usually much slower than fp32")
         log(result["warning"])
-
-    tmp = Path(tempfile.mkdtemp(prefix="translate-bench-"))
-    try:
-        bench = Bench(settings, tmp, log)
-        _measure_all(bench, result, log)
-        result["flops"] = bench.flops
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    result["seconds"] = time.perf_counter() - t_start
     return result
 
 
 def _measure_all(bench: Bench, result: Dict[str, Any], log: Callable[[str], None]) -> None:
     """Every requested measurement in every precision, as rows of ``result``; the quality guard of
-    each conversion measurement."""
+    each conversion measurement; the FLOP counts."""
     settings = bench.s
     variants, convert_whats = variant_what(), convert_what()
     for w in settings.what:
@@ -205,6 +202,7 @@ def _measure_all(bench: Bench, result: Dict[str, Any], log: Callable[[str], None
             result["rows"].append(_measure(bench, w, prec, result, log))
         if w in convert_whats:
             _quality_guard(bench, w, settings.precisions, result)
+    result["flops"] = bench.flops
 
 
 def _settings(*, device, precisions, size, batch_size, netG_pix2pix, netG_cyclegan, what, data, images,
@@ -259,6 +257,12 @@ def _settings(*, device, precisions, size, batch_size, netG_pix2pix, netG_cycleg
     if any(w in STUDENT_WHAT for w in whats):
         student_and_teacher(settings.checkpoint)  # a student that names a readable teacher
     return settings
+
+
+def _ngf(ngf: Optional[int]) -> Optional[int]:
+    if ngf is not None and ngf < 1:
+        raise BenchError(f"--ngf must be >= 1, got {ngf}")
+    return ngf
 
 
 def _label_settings(label_size: Optional[str], label_nc: int):

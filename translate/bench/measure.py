@@ -30,7 +30,6 @@ from ..methods import BenchSpec, get_method, list_methods
 from ..methods.common import generator_kwargs
 from ..models import build_generator
 from ..nn import init_weights
-from ..runtime import PRECISIONS
 from ..training.pipeline import (EpochSampler, add_losses, build_trainables, build_training_dataset, check_compile,
                                  compile_train_nets, make_loader, preprocessing_record, resolve_num_workers)
 from ..translator import Translator

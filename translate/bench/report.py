@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from ..fsutil import atomic_write_text
 from ..methods import get_method
 from .measure import bench_spec, benched_methods, convert_what
 
@@ -133,8 +134,6 @@ def json_safe(obj):
 
 def write_json(result: Dict[str, Any], path) -> Path:
     """Write ``result`` as JSON (non-finite numbers as null), atomically; returns the path."""
-    from ..fsutil import atomic_write_text
-
     out = Path(path)
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
