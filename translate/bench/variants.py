@@ -35,7 +35,7 @@ from ..export import quantize_int8
 from ..runtimes import BACKENDS, ExportError
 from ..runtimes.onnx import generator_to_onnx
 from ..translator import Translator
-from .measure import Bench, BenchError, convert_methods, psnr_folders
+from .measure import Bench, BenchError, bench_spec, convert_methods, psnr_folders
 
 RUNTIME_WHAT = ("convert-backends",)
 STUDENT_WHAT = ("convert-student",)
@@ -62,9 +62,9 @@ def _method(w: str) -> str:
 
 def checkpoint_method(bench: Bench) -> str:
     """The method whose translator ``convert-backends`` runs: the checkpoint's, else the first
-    method with a conversion row."""
+    method whose conversion translator has one generator (an ONNX file holds one)."""
     if bench.s.checkpoint is None:
-        return convert_methods()[0]
+        return next(m for m in convert_methods() if len(bench_spec(m).convert) == 1)
     return read_translator_json(bench.s.checkpoint)["method"]
 
 
