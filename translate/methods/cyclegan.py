@@ -67,6 +67,19 @@ class CycleGANConfig(ModelConfig):
         return multiscale_min_crop(self.n_layers_D, self.num_D) if self.netD == "multiscale" else 0
 
 
+def cyclegan_paper() -> Dict[str, Dict[str, Any]]:
+    """CycleGAN as published (Zhu et al. 2017): ResNet 9 blocks, 70x70 PatchGANs, instance norm,
+    LSGAN loss, cycle weight 10 each way, identity 0.5, history pool of 50, 286 -> 256 random
+    crops with flips, batch 1, 100 epochs at Adam 2e-4 (0.5, 0.999) then 100 of linear decay."""
+    return {
+        "data": {"preprocess": "resize_and_crop", "load_size": 286, "crop_size": 256, "flip": True},
+        "model": {"netG": "resnet_9blocks", "netD": "basic", "ngf": 64, "ndf": 64, "norm": "instance",
+                  "use_dropout": False, "init_type": "normal", "init_gain": 0.02, "gan_mode": "lsgan",
+                  "lambda_a": 10.0, "lambda_b": 10.0, "lambda_identity": 0.5, "pool_size": 50},
+        "loop": {"batch_size": 1, "epochs": 100, "epochs_decay": 100, "lr": 2e-4, "beta1": 0.5, "beta2": 0.999},
+    }
+
+
 @register_method
 class CycleGAN(MethodInfo):
     """Networks ``gen_a2b``, ``gen_b2a``, ``disc_a``, ``disc_b``, two image pools, the train step.
@@ -87,6 +100,7 @@ class CycleGAN(MethodInfo):
     tiny = {"netG": "resnet_6blocks"}
     # a step translates both ways: the benchmark counts iterations
     bench = BenchSpec(counts="iterations", convert=("a2b", "b2a"))
+    presets = {"cyclegan_paper": cyclegan_paper}
     optimizer_names = ("gen", "disc")
 
     def __init__(self, cfg: CycleGANConfig, input_nc: int, output_nc: int, device: torch.device, seed: int = 0,

@@ -51,6 +51,19 @@ class Pix2PixConfig(ModelConfig):
         return multiscale_min_crop(self.n_layers_D, self.num_D) if self.netD == "multiscale" else 0
 
 
+def pix2pix_paper() -> Dict[str, Dict[str, Any]]:
+    """pix2pix as published (Isola et al. 2017): U-Net 256 with dropout, 70x70 PatchGAN, batch
+    norm, vanilla GAN loss + 100 x L1, 286 -> 256 random crops with flips, batch 1, 100 epochs at
+    Adam 2e-4 (0.5, 0.999) then 100 of linear decay."""
+    return {
+        "data": {"preprocess": "resize_and_crop", "load_size": 286, "crop_size": 256, "flip": True},
+        "model": {"netG": "unet_256", "netD": "basic", "ngf": 64, "ndf": 64, "norm": "batch",
+                  "use_dropout": True, "init_type": "normal", "init_gain": 0.02, "gan_mode": "vanilla",
+                  "lambda_l1": 100.0},
+        "loop": {"batch_size": 1, "epochs": 100, "epochs_decay": 100, "lr": 2e-4, "beta1": 0.5, "beta2": 0.999},
+    }
+
+
 @register_method
 class Pix2Pix(MethodInfo):
     """Networks ``gen_a2b`` and ``disc_b`` (``gen_b2a`` and ``disc_a`` for direction b2a) and their
@@ -75,6 +88,7 @@ class Pix2Pix(MethodInfo):
     data = "paired"  # aligned (A, B) pairs
     tiny = {"netG": "unet", "num_downs": 5}
     bench = BenchSpec(counts="images", convert=("a2b",))
+    presets = {"pix2pix_paper": pix2pix_paper}
     optimizer_names = ("gen", "disc")
 
     def __init__(self, cfg: Pix2PixConfig, input_nc: int, output_nc: int, device: torch.device,

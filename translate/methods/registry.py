@@ -71,6 +71,8 @@ class MethodInfo:
         data: what it trains on: "paired", "unpaired", or "teacher" (as its teacher was trained;
             :meth:`data_kind` decides from the configuration).
         tiny: the ``--preset tiny`` model overrides (e.g. a generator that fits a 32x32 crop).
+        presets: presets made for this method alone: name -> function returning the sections
+            (e.g. ``pix2pix_paper``).
         bench: how the benchmark measures it (None: no ``train-NAME`` row).
     """
 
@@ -82,6 +84,7 @@ class MethodInfo:
     command: ClassVar[str] = "train"
     data: ClassVar[str] = "paired"
     tiny: ClassVar[Mapping[str, Any]] = {}
+    presets: ClassVar[Mapping[str, Callable[[], Dict[str, Dict[str, Any]]]]] = {}
     bench: ClassVar[Optional[BenchSpec]] = None
 
     @classmethod
