@@ -150,7 +150,7 @@ def run_config(method: str, s: Settings, precision: str, data_root: Path):
         if model["netG"] == "resnet" and s.quick:
             model["n_blocks"] = 2
     if s.quick:
-        model.update(ngf=8, ndf=8, n_layers_D=2, **cls.bench.quick)
+        model.update({"ngf": 8, "ndf": 8, "n_layers_D": 2, **cls.bench.quick})
     if s.ngf:
         model["ngf"] = s.ngf
     d = default_config(method).to_dict()
