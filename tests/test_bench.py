@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from translate.bench import ALL_WHAT, BenchError, add_bench_parser, format_table, run_bench
+from translate.bench import BenchError, add_bench_parser, all_what, format_table, run_bench
 
 from conftest import make_translator, write_image_file
 
@@ -29,7 +29,7 @@ def quick_result():
 def test_every_requested_row_is_present_and_positive(quick_result):
     r = json.loads(json.dumps(quick_result))  # JSON-serialisable as it is
     rows = {(row["measurement"], row["precision"]): row for row in r["rows"]}
-    assert set(rows) == {(w, p) for w in ALL_WHAT for p in PRECISIONS}
+    assert set(rows) == {(w, p) for w in all_what() for p in PRECISIONS}
     assert len(r["rows"]) == len(rows)
     for (what, prec), row in rows.items():
         assert _positive(row["value"]), (what, prec, row)
@@ -72,7 +72,7 @@ def test_machine_description_and_table(quick_result):
         assert m[key] not in (None, "")
     assert quick_result["command"] == "translate bench --quick"
     table = format_table(quick_result)
-    for what in ALL_WHAT:
+    for what in all_what():
         assert what in table
     assert "random-init" in table
 
@@ -136,7 +136,7 @@ def _fast(**kw):
 
 
 def test_opt_in_rows_are_not_in_the_default_run(quick_result):
-    assert {r["measurement"] for r in quick_result["rows"]} == set(ALL_WHAT)
+    assert {r["measurement"] for r in quick_result["rows"]} == set(all_what())
 
 
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs onnxruntime")
@@ -184,9 +184,9 @@ def test_a_student_checkpoint_gets_its_teacher_and_runtime_rows_by_default(tmp_p
               netG_cyclegan="resnet_9blocks", data=None, images=None, warmup=None, windows=None,
               window_seconds=None, quick=True, num_workers=0, seed=0)
     student = bench._settings(what=None, checkpoint=_student(tmp_path), **kw)
-    assert {"convert-student", "convert-backends"} <= set(student.what) and set(ALL_WHAT) <= set(student.what)
+    assert {"convert-student", "convert-backends"} <= set(student.what) and set(all_what()) <= set(student.what)
     plain = bench._settings(what=None, checkpoint=make_translator(tmp_path / "plain"), **kw)
-    assert set(plain.what) == set(ALL_WHAT)
+    assert set(plain.what) == set(all_what())
     chosen = bench._settings(what="convert-pix2pix", checkpoint=_student(tmp_path / "again"), **kw)
     assert chosen.what == ["convert-pix2pix"]  # --what given: exactly what was asked
 
@@ -207,3 +207,21 @@ def test_compile_flag_adds_compiled_training_rows():
     assert compiled["compile"] is True and plain["compile"] is False
     assert compiled["flops_per_item"] == plain["flops_per_item"]  # counted on the eager first step
     assert _positive(compiled["value"]) and compiled["first_step_seconds"] > 0
+
+
+
+@pytest.mark.slow
+def test_training_rates_and_flops_agree_with_what_a_step_counts():
+    """With --batch-size 2 a CUT row in it/s counts steps (not images), so achieved FLOP/s is the
+    per-step FLOPs times steps per second. The window is long next to a step, so a rate that
+    counted two images per step would imply a window of half its real length."""
+    batch, window = 2, 8.0
+    r = run_bench(device="cpu", precisions="fp32", quick=True, size=32, what="train-cut", batch_size=batch,
+                  windows=1, window_seconds=window, warmup=0, num_workers=0, log=lambda msg: None)
+    (row,) = r["rows"]
+    per_step = {"it/s": 1, "img/s": batch}[row["unit"]]
+    steps, rate = row["steps_per_window"][0], row["windows"][0]
+    seconds = steps * per_step / rate  # the window's length as the rate implies it
+    assert window <= seconds <= row["seconds"], seconds
+    step_flops = r["flops"]["cut"]["train_step_flops"]
+    assert row["achieved_flops_per_s"] == pytest.approx(step_flops * steps / seconds, rel=1e-6)

@@ -137,13 +137,15 @@ def test_options_come_from_config_metadata(monkeypatch, tmp_path):
     import dataclasses
 
     from translate import cli, config
+    from translate.methods import get_method
+    from translate.methods.pix2pix import Pix2PixConfig
 
     @dataclasses.dataclass
-    class WithNewField(config.Pix2PixConfig):
+    class WithNewField(Pix2PixConfig):
         lambda_new: float = config.option(1.0, help="a new loss weight")
         new_mode: str = config.option("x", choices=("x", "y"), help="a new choice")
 
-    monkeypatch.setitem(config.MODEL_CONFIGS, "pix2pix", WithNewField)
+    monkeypatch.setattr(get_method("pix2pix"), "config_class", WithNewField)
     args = build_parser().parse_args(["train", "pix2pix", "--data", str(tmp_path), "--name", "n",
                                       "--lambda-new", "2.5", "--new-mode", "y", "--no-flip", "--netG", "unet_128"])
     cfg = cli._train_config(args)

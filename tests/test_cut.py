@@ -12,7 +12,9 @@ from conftest import make_unpaired_dataset
 
 from translate import metrics, train
 from translate.cli import main
-from translate.config import ConfigError, CUTConfig, FastCUTConfig, MODEL_CONFIGS, RunConfig
+from translate.config import ConfigError, RunConfig
+from translate.methods import get_method
+from translate.methods.cut import CUTConfig, FastCUTConfig
 from translate.losses import patch_nce_loss
 from translate.methods import build_method
 from translate.methods import cut as cut_module
@@ -156,7 +158,7 @@ def test_fastcut_defaults_and_option_checks():
     f, c = FastCUTConfig(), CUTConfig()
     assert (f.lambda_nce, f.nce_idt, f.flip_equivariance) == (10.0, False, True)
     assert (c.lambda_nce, c.nce_idt, c.flip_equivariance, c.num_patches, c.nce_temperature) == (1.0, True, False, 256, 0.07)
-    assert MODEL_CONFIGS["fastcut"] is FastCUTConfig
+    assert get_method("fastcut").config_class is FastCUTConfig
     with pytest.raises(ConfigError, match="encoder points 0..9"):
         RunConfig.from_dict({"method": "cut", "model": {"netG": "resnet_6blocks", "nce_layers": "0,10"}})
     with pytest.raises(ConfigError, match="comma-separated integers"):

@@ -247,17 +247,17 @@ def test_dataloader_worker_count_does_not_change_batches(tmp_path):
     assert torch.equal(batches[0], batches[1])
 
 
-def test_build_dataset_checks_method_against_layout(tmp_path):
+def test_build_dataset_checks_data_kind_against_layout(tmp_path):
     _make_folder(tmp_path / "un" / "trainA", 2)
     _make_folder(tmp_path / "un" / "trainB", 2)
     _make_ab(tmp_path / "ab" / "train", n=2)
     with pytest.raises(DatasetError, match="unpaired.*CycleGAN"):
-        build_dataset(tmp_path / "un", "pix2pix", **SMALL)
+        build_dataset(tmp_path / "un", "paired", **SMALL)
     with pytest.raises(DatasetError, match="side-by-side.*pix2pix"):
-        build_dataset(tmp_path / "ab", "cyclegan", **SMALL)
-    assert isinstance(build_dataset(tmp_path / "ab", "pix2pix", **SMALL), PairedDataset)
-    assert isinstance(build_dataset(tmp_path / "un", "cyclegan", **SMALL), UnpairedDataset)
-    with pytest.raises(ValueError, match="pix2pix, cyclegan"):
+        build_dataset(tmp_path / "ab", "unpaired", **SMALL)
+    assert isinstance(build_dataset(tmp_path / "ab", "paired", **SMALL), PairedDataset)
+    assert isinstance(build_dataset(tmp_path / "un", "unpaired", **SMALL), UnpairedDataset)
+    with pytest.raises(ValueError, match="valid: paired, unpaired"):
         build_dataset(tmp_path / "ab", "munit")
 
 
@@ -289,7 +289,7 @@ def test_unpaired_length_indexing_and_random_b(tmp_path):
 def test_unpaired_accepts_a_b_layout_without_matching(tmp_path):
     _make_folder(tmp_path / "train" / "A", 2)
     _make_folder(tmp_path / "train" / "B", 3, start=10)  # no names in common
-    ds = build_dataset(tmp_path, "cyclegan", **SMALL)
+    ds = build_dataset(tmp_path, "unpaired", **SMALL)
     assert ds.layout.kind == "a_b" and len(ds) == 3
 
 

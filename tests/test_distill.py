@@ -89,3 +89,22 @@ def test_missing_teacher_is_a_clear_error(tmp_path, capsys):
     assert code == 2
     assert "nope does not exist" in capsys.readouterr().err
     assert not (tmp_path / "ck" / "s").exists()
+
+
+def test_eval_during_distillation_follows_the_teachers_data(tmp_path):
+    """A CycleGAN teacher's student trains on unpaired domains: --eval-every picks an unpaired
+    metric (fid) and refuses paired ones, as for the teacher's own runs."""
+    from translate.training.monitor import BestKeeper
+    from translate.training.pipeline import TrainingError
+
+    data = make_unpaired_dataset(tmp_path / "data", size=36)
+    teacher = make_translator(tmp_path / "teacher", method="cyclegan")
+    cfg = prepare(student_cfg(teacher, data, tmp_path / "ck", teacher_direction="a2b", netG="mobile_resnet",
+                              n_blocks=2))
+    d = cfg.to_dict()
+    d["loop"].update(eval_every=1, eval_split="train")
+    keeper = BestKeeper(tmp_path / "ck" / "student", RunConfig.from_dict(d), evaluate=None)
+    assert keeper.metric == "fid"
+    d["loop"]["eval_metric"] = "l1"
+    with pytest.raises(TrainingError, match="needs paired data"):
+        BestKeeper(tmp_path / "ck" / "student", RunConfig.from_dict(d), evaluate=None)

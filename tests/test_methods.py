@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import make_translator
 
-from translate.config import MODEL_CONFIGS, ConfigError, RunConfig
+from translate.config import ConfigError, RunConfig
 from translate.methods import METHODS, Method, build_method, get_method, list_methods
 from translate.methods.common import ImagePool, linear_decay
 from translate.presets import get_preset
@@ -18,7 +18,7 @@ CPU = torch.device("cpu")
 
 
 def tiny_method(name, gan_mode=None, seed=0):
-    model = {**MODEL_CONFIGS[name]().__dict__, **get_preset("tiny", name)["model"]}
+    model = {**get_method(name).config_class().__dict__, **get_preset("tiny", name)["model"]}
     if name == "distill":  # a student needs a teacher
         model["teacher"] = str(make_translator(Path(tempfile.mkdtemp(prefix="teacher-"))))
     if gan_mode is not None:
@@ -99,7 +99,7 @@ def test_method_satisfies_the_protocol(name):
 @pytest.mark.parametrize("gan_mode", [None, "wgan-gp"])
 @pytest.mark.parametrize("name", list_methods())
 def test_train_step_keeps_the_gan_update_contract(name, gan_mode):
-    modes = {f.name: f for f in __import__("dataclasses").fields(MODEL_CONFIGS[name])}["gan_mode"].metadata["choices"]
+    modes = {f.name: f for f in __import__("dataclasses").fields(get_method(name).config_class)}["gan_mode"].metadata["choices"]
     if gan_mode is not None and gan_mode not in modes:
         pytest.skip(f"{name} does not offer gan_mode {gan_mode}")
     method = tiny_method(name, gan_mode)

@@ -236,7 +236,7 @@ def test_btoa_run_names_nets_by_domain_and_resumes_a_version_1_state(tmp_path):
 
 
 def test_cyclegan_b2a_names_nets_and_losses_by_domain():
-    from translate.config import CycleGANConfig
+    from translate.methods.cyclegan import CycleGANConfig
     from translate.methods.cyclegan import CycleGAN
 
     m = CycleGAN(CycleGANConfig(netG="resnet_6blocks", ngf=4, ndf=4), 1, 3, torch.device("cpu"), direction="b2a")

@@ -27,9 +27,11 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from .config import DIRECTIONS, swap_domains
 from .errors import UserError
 from .fsutil import atomic_write_bytes, atomic_write_text, recover_dir, replace_dir
+from .models import build_generator
+from .options import DIRECTIONS, swap_domains
+from .version import __version__
 
 FORMAT = "translate.translator"
 FORMAT_VERSION = 2
@@ -49,8 +51,6 @@ class CheckpointError(UserError):
 def versions() -> Dict[str, str]:
     """Versions of the software a checkpoint was made with (recorded for reproducibility)."""
     import numpy
-
-    from .version import __version__
 
     out = {"translate": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
            "python": platform.python_version()}
@@ -194,8 +194,6 @@ def label_encoding(preprocessing: Dict[str, Any], where: Union[str, Path] = "tra
 def load_generator(folder: Union[str, Path], direction: str, device: Union[str, torch.device] = "cpu",
                    doc: Optional[Dict[str, Any]] = None) -> nn.Module:
     """Build the generator for ``direction`` from its saved config and load its weights strictly."""
-    from .models import build_generator
-
     doc = doc or read_translator_json(folder)
     folder = Path(doc["_folder"])
     if direction not in doc["generators"]:

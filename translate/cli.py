@@ -15,10 +15,32 @@ import typing
 from pathlib import Path
 from typing import List, Optional
 
+from . import train
+from .bench import BenchError, add_bench_parser
+from .config import (ConfigError, DataConfig, RunConfig, apply_overrides, default_config, option_flag, parse_value,
+                     section_classes)
+from .convert import convert_folder
+from .data import check_data, format_report
+from .data.download_cli import add_datasets_parser
+from .demo import run_demo
+from .distill import distill
+from .distributed import launched_by_torchrun
+from .errors import DirectionError, UserError
+from .evaluate import add_eval_parser
+from .export import add_export_parser
+from .info import describe, format_description
+from .methods import get_method, list_methods
+from .presets import get_preset, list_presets
+from .runtime import PRECISIONS
+from .runtimes import list_backends
+from .serve import add_serve_parser
+from .training.state import load_run_config
+from .translator import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_PIXELS
+from .version import __version__
+
+
 def _parse_as(hint):
     """An argparse ``type`` that parses a string into a config field's type (``none`` for Optional)."""
-    from .config import ConfigError, parse_value
-
     def parse(text: str):
         try:
             return parse_value(text, hint)
@@ -33,10 +55,8 @@ def train_option_fields(method: str):
     """(config key, field, type) for every option of ``translate train METHOD``, in --help order.
 
     The options are generated from the configuration dataclasses' field metadata
-    (:func:`translate.config.option`): a new field gets its option without a second edit.
+    (:func:`translate.options.option`): a new field gets its option without a second edit.
     """
-    from .config import RunConfig, section_classes
-
     hints = typing.get_type_hints(RunConfig)
     for f in dataclasses.fields(RunConfig):
         if "help" in f.metadata:
@@ -47,12 +67,12 @@ def train_option_fields(method: str):
             yield f"{section}.{f.name}", f, hints[f.name]
 
 
-def _add_train_parser(sub, method: str, help: Optional[str] = None, description: Optional[str] = None):
-    from .config import option_flag
-    from .presets import list_presets
-
-    p = sub.add_parser(method, help=help or f"train {method}", description=(description or f"Train {method} on an "
-                       "image folder.") + " Options left out take their value from --preset, then the defaults shown; "
+def _add_train_parser(sub, method: str):
+    """The parser of the command that trains ``method``: its help and options are the method's own
+    (:mod:`translate.methods`), with the data, loop and run options every method shares."""
+    cls = get_method(method)
+    description = cls.description or f"Train {method} ({cls.help})."
+    p = sub.add_parser(method, help=cls.help, description=description + " Options left out take their value from --preset, then the defaults shown; "
                        "with --resume, from the run's saved configuration.")
     p.add_argument("--resume", action="store_true",
                    help="continue the run NAME from its last checkpoint, with its saved configuration")
@@ -88,29 +108,20 @@ def _add_train_parser(sub, method: str, help: Optional[str] = None, description:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .version import __version__
-
     parser = argparse.ArgumentParser(
-        prog="translate", description="Image-to-image translation: train pix2pix, CycleGAN, CUT/FastCUT and pix2pixHD; "
-                                    "convert, evaluate, export, distill and serve translators.")
+        prog="translate", description="Image-to-image translation: train ("
+                                    f"{', '.join(list_methods('train'))}); convert, evaluate, export, distill and "
+                                    "serve translators.")
     parser.add_argument("--version", action="version", version=f"translate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, help="what to do")
 
     train = sub.add_parser("train", help="train a model", description="Train a model.")
     tsub = train.add_subparsers(dest="method", metavar="METHOD", required=True, help="the method")
-    _add_train_parser(tsub, "pix2pix", help="paired: U-Net + PatchGAN + L1 (A|B side by side, or A/ + B/)")
-    _add_train_parser(tsub, "cyclegan", help="unpaired: two ResNet generators, cycle + identity (trainA/, trainB/)")
-    _add_train_parser(tsub, "cut", help="unpaired, one-sided: one generator + PatchNCE (trainA/, trainB/)")
-    _add_train_parser(tsub, "fastcut", help="unpaired, one-sided: CUT without identity NCE, faster")
-    _add_train_parser(tsub, "pix2pixhd", help="paired, high resolution: label maps (--label-nc) to images, "
-                                              "multi-scale D + feature matching")
+    for method in list_methods("train"):
+        _add_train_parser(tsub, method)
 
-    dist = _add_train_parser(
-        sub, "distill", help="train a small student generator that reproduces a trained translator",
-        description="Train a student generator (default slim_unet, ngf 16) on the teacher's input-domain images "
-                    "of --data to reproduce the teacher's outputs (L1 + teacher-encoder feature loss + a fresh "
-                    "PatchGAN). The result is an ordinary translator folder whose info names its teacher; the "
-                    "direction, channels and data pairing come from the teacher.")
+    (student,) = list_methods("distill")  # the method of `translate distill`
+    dist = _add_train_parser(sub, student)
     dist.add_argument("model.teacher", metavar="TEACHER", help="the teacher: a translator folder or its run folder")
     dist.set_defaults(func=_cmd_distill)
 
@@ -131,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--direction", choices=["a2b", "b2a"], help="which generator (required for CycleGAN)")
     conv.add_argument("--batch-size", type=int, default=4, help="images per network call (same-size images)")
     conv.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
-    conv.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+    conv.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
                       help="inference precision (autocast)")
     conv.add_argument("--ext", default="same", choices=["same", "png", "jpg", "webp", "tif"],
                       help="output format; same keeps each input's format")
@@ -141,16 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="allow OUTPUT equal to or inside INPUT (input files are still never replaced)")
     conv.add_argument("--resize", type=int, default=None, metavar="SIDE",
                       help="translate at SIDE x SIDE (e.g. the training size) and resize back; default: native size")
-    conv.add_argument("--tile-pixels", type=int, default=2048 * 2048,
+    conv.add_argument("--tile-pixels", type=int, default=DEFAULT_TILE_PIXELS,
                       help="images with more pixels are translated in overlapping tiles")
-    conv.add_argument("--tile-overlap", type=int, default=64, help="tile overlap in pixels (feathered)")
+    conv.add_argument("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP, help="tile overlap in pixels (feathered)")
     conv.add_argument("--max-pixels", type=int, default=None,
                       help="refuse images with more pixels than this (decompression-bomb guard; default 2^28)")
     conv.add_argument("--workers", type=int, default=None, help="decode/encode threads (default: from CPU count)")
     conv.add_argument("--no-progress", action="store_true", help="no progress bar")
     conv.add_argument("--instance-dir", default=None,
                       help="instance-ID maps matched to the inputs by name (label translators trained with them)")
-    conv.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "openvino"],
+    conv.add_argument("--backend", default="torch", choices=list_backends(),
                       help="runtime for the generator: torch, or onnxruntime / openvino (exported to ONNX in "
                            "memory and checked against torch first; openvino needs the [openvino] extra)")
     conv.add_argument("--onnx", default=None, metavar="FILE",
@@ -159,20 +170,19 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--compile", action="store_true", help="run the torch generator through torch.compile")
     conv.set_defaults(func=_cmd_convert)
 
-    from .bench import add_bench_parser
-    from .evaluate import add_eval_parser
-    from .export import add_export_parser
-
     add_export_parser(sub)
     add_eval_parser(sub)
     add_bench_parser(sub)
-
-    from .serve import add_serve_parser
-
     add_serve_parser(sub)
 
-    from .config import DataConfig
+    _add_check_data_parser(sub)
+    add_datasets_parser(sub)
+    _add_demo_parser(sub)
+    return parser
 
+
+def _add_check_data_parser(sub) -> None:
+    """The ``check-data`` subcommand."""
     layouts = next(f for f in dataclasses.fields(DataConfig) if f.name == "layout").metadata["choices"]
     check = sub.add_parser("check-data", help="validate a dataset folder without training",
                            description="Report layout, counts, sizes, channel modes, unreadable files "
@@ -185,10 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the label maps hold class IDs 0..N-1: report IDs >= N as problems")
     check.set_defaults(func=_cmd_check_data)
 
-    from .data.download_cli import add_datasets_parser
 
-    add_datasets_parser(sub)
-
+def _add_demo_parser(sub) -> None:
+    """The ``demo`` subcommand."""
     demo = sub.add_parser("demo", help="train pix2pix on a generated dataset (offline, minutes on a CPU)",
                           description="Generate a small paired dataset offline, train pix2pix on it and "
                                       "write sample grids.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -199,14 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto", help="cpu, cuda or auto")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.set_defaults(func=_cmd_demo)
-    return parser
 
 
 def _train_config(args):
-    from .config import MODEL_CONFIGS, ConfigError, RunConfig, apply_overrides
-    from .presets import get_preset
-    from .training.state import load_run_config
-
     given = {key: getattr(args, key) for key, _f, _h in train_option_fields(args.method) if hasattr(args, key)}
     checkpoints_dir = given.pop("checkpoints_dir", RunConfig.checkpoints_dir)
     name = given.pop("name")
@@ -217,7 +221,7 @@ def _train_config(args):
         if cfg.method != args.method:
             raise ConfigError(f"{run_dir} is a {cfg.method} run; resume it with `translate train {cfg.method}`")
     else:
-        d = RunConfig(method=args.method, model=MODEL_CONFIGS[args.method]()).to_dict()
+        d = default_config(args.method).to_dict()
     if args.preset:
         # On --resume a repeated preset is harmless; one that changes the model is refused later.
         for section, values in get_preset(args.preset, args.method).items():
@@ -231,9 +235,6 @@ def _train_config(args):
 
 
 def _cmd_train(args, argv) -> int:
-    from . import train
-    from .distributed import launched_by_torchrun
-
     cfg = _train_config(args)
     result = train(cfg, resume=args.resume, argv=argv)
     if launched_by_torchrun() and os.environ.get("RANK", "0") != "0":
@@ -251,8 +252,6 @@ def _cmd_train(args, argv) -> int:
 
 
 def _cmd_distill(args, argv) -> int:
-    from .distill import distill
-
     cfg = _train_config(args)
     result = distill(cfg, resume=args.resume, argv=argv)
     resume_cmd = (f"translate distill {cfg.model.teacher} --data {cfg.data.root} --name {cfg.name} "
@@ -267,8 +266,6 @@ def _cmd_distill(args, argv) -> int:
 
 
 def _cmd_convert(args, argv) -> int:
-    from .convert import convert_folder
-
     paths = [line.rstrip("\n") for line in sys.stdin if line.strip()] if args.input == "-" else None
     job = convert_folder(
         args.checkpoint, args.input, args.output, device=args.device, precision=args.precision,
@@ -288,16 +285,12 @@ def _cmd_convert(args, argv) -> int:
 
 
 def _cmd_info(args, argv) -> int:
-    from .info import describe, format_description
-
     desc = describe(args.checkpoint)
     print(json.dumps(desc, indent=2) if args.json else format_description(desc))
     return 0
 
 
 def _cmd_check_data(args, argv) -> int:
-    from .data import check_data, format_report
-
     report = check_data(args.data, split=args.split, layout=args.layout,
                         **({"label_nc": args.label_nc} if args.label_nc is not None else {}))
     print(json.dumps(report, indent=2, default=str) if args.json else format_report(report))
@@ -305,24 +298,14 @@ def _cmd_check_data(args, argv) -> int:
 
 
 def _cmd_demo(args, argv) -> int:
-    from .demo import run_demo
-
     return run_demo(out=args.out, data=args.data, name=args.name, minutes=args.minutes,
                     device=args.device, seed=args.seed)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from .errors import DirectionError, UserError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    known = [UserError]
-    try:
-        from .bench import BenchError
-
-        known.append(BenchError)
-    except ImportError:  # pragma: no cover
-        pass
+    known = [UserError, BenchError]
     try:
         return args.func(args, ["translate", *argv])
     except DirectionError as e:  # the API's message names direction=; a shell user needs --direction

@@ -4,9 +4,11 @@ The resolved configuration of a run is saved in ``run.json`` and is the single s
 on ``--resume``. Unknown keys are errors that list the valid ones, so a typo never silently
 trains a different model.
 
-Each field is declared with :func:`option`: its help text, valid choices, smallest value and
-command-line flag live next to it, once. ``translate train METHOD`` builds its options from
-this metadata and :meth:`RunConfig.validate` checks the same choices.
+Each field is declared with :func:`translate.options.option`: its help text, valid choices,
+smallest value and command-line flag live next to it, once. ``translate train METHOD`` builds its
+options from this metadata and :meth:`RunConfig.validate` checks the same choices. The data and
+loop sections are declared here; the model section is the method's own (its ``config_class``,
+found through :func:`translate.methods.get_method`).
 """
 
 from __future__ import annotations
@@ -16,107 +18,12 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Union
 
-from .errors import UserError
+from .methods import get_method
+from .options import DIRECTIONS, ConfigError, option, option_flag, swap_domains
+from .runtime import PRECISIONS
 
-
-class ConfigError(UserError, ValueError):
-    """A configuration value or key is invalid; the message says which and what is valid."""
-
-
-def option(default: Any = dataclasses.MISSING, *, help: str, choices=None, flag: Optional[str] = None,
-           minimum: Optional[float] = None, required: bool = False):
-    """A configuration field that also describes its command-line option.
-
-    The command line (``translate train METHOD``) gets one option per field from this metadata:
-    the type comes from the annotation, the flag is the field name in kebab case unless ``flag``
-    names it (booleans become ``--flag/--no-flag``), ``choices`` and ``minimum`` are checked by
-    :meth:`RunConfig.validate` as well as by the parser.
-
-    Args:
-        default: the default value.
-        help: one line for ``--help``.
-        choices: the valid values, if they are a fixed set.
-        flag: the option name without the leading dashes (default: the field name, ``_`` -> ``-``).
-        minimum: the smallest valid value of a number.
-        required: the option must be given on the command line.
-    """
-    meta = {"help": help, "choices": tuple(choices) if choices is not None else None, "flag": flag,
-            "minimum": minimum, "required": required}
-    return field(default=default, metadata=meta)
-
-
-# Options shared by both methods' model sections: one declaration each, the default per method.
-GENERATORS = ("unet_128", "unet_256", "unet", "resnet_6blocks", "resnet_9blocks", "resnet")
-GENERATORS += ("pix2pixhd",)  # the pix2pixHD global generator (depth --n-blocks)
-GENERATORS += ("slim_unet", "mobile_resnet_9blocks", "mobile_resnet")  # efficient students (translate distill)
-DISCRIMINATORS = ("basic", "n_layers", "patchgan", "pixel")
-DISCRIMINATORS += ("multiscale",)  # --num-D PatchGANs at scales 1, 1/2, 1/4 (pix2pixHD)
-GAN_MODES = ("vanilla", "lsgan", "hinge", "wgan-gp")
-
-
-def _net_g(default: str):
-    return option(default, choices=GENERATORS, flag="netG",
-                  help="generator: unet_128, unet_256, unet (depth --num-downs), resnet_6blocks, resnet_9blocks, "
-                       "resnet (depth --n-blocks), pix2pixhd (global generator, --n-blocks residual blocks)")
-
-
-def _num_downs():
-    return option(8, minimum=5, help="U-Net downsamplings, used by --netG unet only")
-
-
-def _n_blocks():
-    return option(9, minimum=1, help="ResNet blocks, used by --netG resnet only")
-
-
-def _net_d():
-    return option("basic", choices=DISCRIMINATORS, flag="netD",
-                  help="discriminator: basic (70x70 PatchGAN), n_layers (depth --n-layers-D), patchgan, pixel (1x1 PatchGAN), "
-                       "multiscale (--num-D PatchGANs at scales 1, 1/2, 1/4...)")
-
-
-def _num_d():
-    return option(3, minimum=1, flag="num-D", help="discriminators of --netD multiscale (scales 1, 1/2, 1/4...)")
-
-
-def _lambda_feat():
-    return option(10.0, help="weight of the discriminator feature-matching loss (--netD multiscale)")
-
-
-def _n_layers_d():
-    return option(3, minimum=1, flag="n-layers-D", help="discriminator depth when --netD n_layers")
-
-
-def _ngf():
-    return option(64, minimum=1, help="generator width (filters in the first layer)")
-
-
-def _ndf():
-    return option(64, minimum=1, help="discriminator width (filters in the first layer)")
-
-
-def _norm(default: str):
-    return option(default, choices=("batch", "instance", "none"), help="normalisation layers: batch, instance, none")
-
-
-def _dropout(default: bool):
-    return option(default, flag="dropout", help="dropout in the generator (--no-dropout: none)")
-
-
-def _init_type():
-    return option("normal", choices=("normal", "xavier", "kaiming", "orthogonal"),
-                  help="weight initialisation: normal, xavier, kaiming, orthogonal")
-
-
-def _init_gain():
-    return option(0.02, help="scale of the initial weights")
-
-
-def _gan_mode(default: str):
-    return option(default, choices=GAN_MODES, help="adversarial loss: vanilla, lsgan, hinge, wgan-gp")
-
-
-def _lambda_gp():
-    return option(10.0, help="gradient-penalty weight (--gan-mode wgan-gp)")
+__all__ = ["DIRECTIONS", "ConfigError", "DataConfig", "LoopConfig", "RunConfig", "apply_overrides",
+           "default_config", "option", "option_flag", "parse_value", "section_classes", "swap_domains"]
 
 
 @dataclass
@@ -154,139 +61,6 @@ class DataConfig:
 
 
 @dataclass
-class Pix2PixConfig:
-    """pix2pix networks and losses (defaults follow Isola et al. 2017)."""
-
-    netG: str = _net_g("unet_256")
-    num_downs: int = _num_downs()
-    n_blocks: int = _n_blocks()
-    netD: str = _net_d()
-    num_D: int = _num_d()
-    lambda_feat: float = _lambda_feat()
-    n_layers_D: int = _n_layers_d()
-    ngf: int = _ngf()
-    ndf: int = _ndf()
-    norm: str = _norm("batch")
-    use_dropout: bool = _dropout(True)
-    init_type: str = _init_type()
-    init_gain: float = _init_gain()
-    gan_mode: str = _gan_mode("vanilla")
-    lambda_l1: float = option(100.0, help="weight of the L1 loss between output and target")
-    lambda_gp: float = _lambda_gp()
-
-
-@dataclass
-class CycleGANConfig:
-    """CycleGAN networks and losses (defaults follow Zhu et al. 2017)."""
-
-    netG: str = _net_g("resnet_9blocks")
-    n_blocks: int = _n_blocks()
-    num_downs: int = _num_downs()
-    netD: str = _net_d()
-    num_D: int = _num_d()
-    n_layers_D: int = _n_layers_d()
-    ngf: int = _ngf()
-    ndf: int = _ndf()
-    norm: str = _norm("instance")
-    use_dropout: bool = _dropout(False)
-    init_type: str = _init_type()
-    init_gain: float = _init_gain()
-    gan_mode: str = _gan_mode("lsgan")
-    lambda_a: float = option(10.0, help="weight of the cycle loss a -> b -> a")
-    lambda_b: float = option(10.0, help="weight of the cycle loss b -> a -> b")
-    lambda_identity: float = option(0.5, help="weight of the identity loss, relative to --lambda-a / --lambda-b")
-    pool_size: int = option(50, minimum=0, help="history of generated images shown to the discriminators (0: none)")
-    lambda_gp: float = _lambda_gp()
-
-
-@dataclass
-class CUTConfig:
-    """CUT networks and losses (defaults follow Park et al. 2020, contrastive unpaired translation)."""
-
-    netG: str = option("resnet_9blocks", choices=("resnet_6blocks", "resnet_9blocks", "resnet"), flag="netG",
-                       help="generator: resnet_6blocks, resnet_9blocks, resnet (depth --n-blocks); PatchNCE "
-                            "reads its encoder")
-    n_blocks: int = _n_blocks()
-    netD: str = _net_d()
-    n_layers_D: int = _n_layers_d()
-    ngf: int = _ngf()
-    ndf: int = _ndf()
-    norm: str = _norm("instance")
-    use_dropout: bool = _dropout(False)
-    init_type: str = option("xavier", choices=("normal", "xavier", "kaiming", "orthogonal"),
-                            help="weight initialisation: normal, xavier, kaiming, orthogonal")
-    init_gain: float = _init_gain()
-    gan_mode: str = _gan_mode("lsgan")
-    lambda_gan: float = option(1.0, minimum=0.0, help="weight of the adversarial loss")
-    lambda_nce: float = option(1.0, minimum=0.0, help="weight of the PatchNCE loss")
-    nce_layers: str = option("0,2,3,4,8", help="generator encoder points for PatchNCE, comma-separated: 0 input, "
-                                               "1 stem, 2-3 downsampling convs, 4+k residual block k")
-    num_patches: int = option(256, minimum=1, help="patch locations sampled per layer and image")
-    nce_temperature: float = option(0.07, help="PatchNCE softmax temperature")
-    nce_idt: bool = option(True, flag="nce-idt", help="identity PatchNCE on domain-B images (--no-nce-idt: none)")
-    flip_equivariance: bool = option(False, help="translate a horizontally flipped input at random and match "
-                                                 "patches after flipping back (FastCUT)")
-    head_units: int = option(256, minimum=1, help="units of each projection head's two layers")
-    lambda_gp: float = _lambda_gp()
-
-
-@dataclass
-class DistillConfig:
-    """A student generator trained to reproduce a trained translator (``translate distill``).
-
-    Losses of the student S on a teacher T's input-domain images x: ``lambda_l1 * |S(x) - T(x)|``
-    + ``lambda_feat`` x L1 between the teacher encoder's features of S(x) and of T(x) + an
-    adversarial loss from a fresh PatchGAN that judges the target domain.
-    """
-
-    teacher: str = option("", help="the teacher: a trained translator folder or its run folder")
-    teacher_direction: str = option("auto", choices=("auto", "a2b", "b2a"),
-                                    help="which generator of the teacher to distill (auto: its only one; "
-                                         "a CycleGAN teacher needs a2b or b2a)")
-    paired: bool = option(True, help="the data are aligned pairs (pix2pix teachers); --no-paired: unpaired domains "
-                                     "(CycleGAN teachers; set from the teacher by translate distill)")
-    netG: str = option("slim_unet", choices=GENERATORS, flag="netG",
-                       help="student generator: slim_unet, mobile_resnet_9blocks, mobile_resnet (depth --n-blocks), "
-                            "or any other registered generator")
-    num_downs: int = _num_downs()
-    n_blocks: int = option(9, minimum=0, help="residual blocks, used by --netG resnet / mobile_resnet only")
-    netD: str = _net_d()
-    n_layers_D: int = _n_layers_d()
-    ngf: int = option(16, minimum=1, help="student generator width (filters in the first layer)")
-    ndf: int = _ndf()
-    norm: str = _norm("batch")
-    use_dropout: bool = _dropout(False)
-    init_type: str = _init_type()
-    init_gain: float = _init_gain()
-    gan_mode: str = _gan_mode("lsgan")
-    lambda_l1: float = option(100.0, help="weight of the L1 loss between the student's and the teacher's outputs")
-    lambda_feat: float = option(10.0, help="weight of the feature loss in the teacher encoder (0: off)")
-    lambda_gan: float = option(1.0, help="weight of the adversarial loss (0: off)")
-    lambda_gp: float = _lambda_gp()
-
-
-@dataclass
-class FastCUTConfig(CUTConfig):
-    """FastCUT: CUT with lambda_NCE 10, no identity PatchNCE and flip-equivariance augmentation."""
-
-    lambda_nce: float = option(10.0, minimum=0.0, help="weight of the PatchNCE loss")
-    nce_idt: bool = option(False, flag="nce-idt", help="identity PatchNCE on domain-B images (--no-nce-idt: none)")
-    flip_equivariance: bool = option(True, help="translate a horizontally flipped input at random and match "
-                                                "patches after flipping back")
-
-
-def parse_layers(text: str) -> list:
-    """``"0,2,3"`` -> [0, 2, 3]; ConfigError unless a comma list of distinct non-negative integers."""
-    try:
-        layers = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise ConfigError(f"nce_layers must be comma-separated integers such as 0,2,3,4,8; got {text!r}") from None
-    if not layers or min(layers) < 0 or len(set(layers)) != len(layers):
-        raise ConfigError(f"nce_layers must be distinct non-negative integers such as 0,2,3,4,8; got {text!r}")
-    return layers
-
-
-@dataclass
 class LoopConfig:
     """The training loop: schedule, precision, devices, cadence of logs and checkpoints."""
 
@@ -304,7 +78,7 @@ class LoopConfig:
                                           "steps); 0: the weights of the last step")
     seed: int = option(0, help="random seed (data order, augmentation, init)")
     device: str = option("auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
-    precision: str = option("fp32", choices=("fp32", "bf16", "fp16"),
+    precision: str = option("fp32", choices=tuple(PRECISIONS),
                             help="fp32, bf16 or fp16 (autocast; fp16 with gradient scaling, CUDA only)")
     log_every: int = option(50, help="steps between log.jsonl lines and progress-bar loss updates")
     save_every: int = option(1000, help="steps between checkpoints (one is also saved every epoch)")
@@ -320,65 +94,26 @@ class LoopConfig:
     eval_split: str = option("auto", help="split for --eval-every (auto: val if present, else test)")
     eval_metric: str = option("auto", choices=("auto", "l1", "psnr", "ssim", "fid", "kid"),
                               help="metric that picks translator_best/: l1, psnr, ssim, fid, kid "
-                                   "(auto: l1 for pix2pix, fid for CycleGAN)")
+                                   "(auto: l1 for methods trained on paired data, fid for unpaired ones)")
     eval_max_images: Optional[int] = option(50, minimum=1, help="images per evaluation")
 
 
-DIRECTIONS = ("a2b", "b2a")  # generator directions, named by dataset domains
-
-
-def swap_domains(name: str) -> str:
-    """Swap the domains a name refers to: ``gen_a2b`` -> ``gen_b2a``, ``disc_a`` -> ``disc_b``,
-    ``cycle_b`` -> ``cycle_a``, ``a2b`` -> ``b2a``; other names are returned unchanged."""
-    head, _, tail = name.rpartition("_")
-    swapped = {"a": "b", "b": "a", "a2b": "b2a", "b2a": "a2b"}.get(tail)
-    if swapped is None:
-        return name
-    return f"{head}_{swapped}" if head else swapped
-
-
-@dataclass
-class Pix2PixHDConfig:
-    """pix2pixHD networks and losses (defaults follow Wang et al. 2018)."""
-
-    ngf: int = option(64, minimum=1, help="global generator width (filters in the first layer)")
-    n_downsample_global: int = option(4, minimum=1, help="downsamplings of the global generator")
-    n_blocks_global: int = option(9, minimum=1, help="residual blocks of the global generator")
-    n_local_enhancers: int = option(0, choices=(0, 1), help="local enhancer (1: global net at half resolution "
-                                                            "first, then both at full resolution)")
-    n_blocks_local: int = option(3, minimum=1, help="residual blocks of the local enhancer")
-    global_steps: int = option(1000, minimum=0, help="with --n-local-enhancers 1: steps that train the global "
-                                                     "generator alone at half resolution before the joint phase")
-    num_D: int = _num_d()
-    n_layers_D: int = _n_layers_d()
-    ndf: int = _ndf()
-    norm: str = _norm("instance")
-    init_type: str = _init_type()
-    init_gain: float = _init_gain()
-    gan_mode: str = option("lsgan", choices=("vanilla", "lsgan", "hinge"),
-                           help="adversarial loss: vanilla, lsgan, hinge")
-    lambda_feat: float = _lambda_feat()
-    lambda_vgg: float = option(10.0, help="weight of the VGG19 perceptual loss (only with --vgg-weights)")
-    vgg_weights: str = option("", help="local torchvision vgg19 weights file (.pth) for the perceptual loss; "
-                                       "nothing is downloaded, and without it the loss is off")
-
-
-MODEL_CONFIGS = {"pix2pix": Pix2PixConfig, "cyclegan": CycleGANConfig, "pix2pixhd": Pix2PixHDConfig}
-MODEL_CONFIGS.update(cut=CUTConfig, fastcut=FastCUTConfig)
-METHODS = tuple(MODEL_CONFIGS)
-MODEL_CONFIGS["distill"] = DistillConfig  # trained by `translate distill`, not `translate train`
+def model_class(method: str) -> type:
+    """The model-section dataclass of ``method`` (declared by the method, see :mod:`translate.methods`)."""
+    try:
+        return get_method(method).config_class
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def section_classes(method: str) -> Dict[str, type]:
     """The configuration sections of a run of ``method``: name -> dataclass."""
-    if method not in MODEL_CONFIGS:
-        raise ConfigError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
-    return {"data": DataConfig, "model": MODEL_CONFIGS[method], "loop": LoopConfig}
+    return {"data": DataConfig, "model": model_class(method), "loop": LoopConfig}
 
 
-def option_flag(f: dataclasses.Field) -> str:
-    """The command-line flag of a configuration field, without the leading dashes."""
-    return f.metadata.get("flag") or f.name.replace("_", "-")
+def default_config(method: str, **sections) -> "RunConfig":
+    """A run configuration of ``method`` with every value at its default (``sections`` replace whole sections)."""
+    return RunConfig(method=method, model=model_class(method)(), **sections)
 
 
 @dataclass
@@ -389,9 +124,12 @@ class RunConfig:
     name: str = option("run", required=True, help="run name: outputs go to CHECKPOINTS_DIR/NAME")
     checkpoints_dir: str = option("checkpoints", help="root folder of runs")
     data: DataConfig = field(default_factory=DataConfig)
-    model: Union[Pix2PixConfig, CycleGANConfig, Pix2PixHDConfig, CUTConfig, DistillConfig] = field(
-        default_factory=Pix2PixConfig)
+    model: Any = None  # the method's model section (its ``config_class``); None: its defaults
     loop: LoopConfig = field(default_factory=LoopConfig)
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            self.model = model_class(self.method)()
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -402,8 +140,6 @@ class RunConfig:
             raise ConfigError(f"expected a mapping for the run configuration, got {type(d).__name__}")
         _check_keys(d, [f.name for f in dataclasses.fields(cls)], "run configuration")
         method = d.get("method", "pix2pix")
-        if method not in MODEL_CONFIGS:
-            raise ConfigError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
         cfg = cls(
             method=method,
             name=d.get("name", "run"),
@@ -446,33 +182,13 @@ class RunConfig:
             raise ConfigError(f"eval_every must be >= 0, got {lp.eval_every}")
         if lp.log_every < 1 or lp.save_every < 1:
             raise ConfigError("log_every and save_every must be >= 1")
-        if self.method == "cyclegan" and self.model.lambda_identity > 0 and d.input_nc != d.output_nc:
-            raise ConfigError(
-                "the CycleGAN identity loss needs input_nc == output_nc "
-                f"(got {d.input_nc} and {d.output_nc}); set model.lambda_identity=0"
-            )
-        if self.method in ("cut", "fastcut"):
-            _validate_cut(self.model, d)
+        self.model.check(d)  # the method's own checks (translate.options.ModelConfig.check)
         if getattr(self.model, "netD", None) == "multiscale" and self.model.gan_mode == "wgan-gp":
             raise ConfigError("--netD multiscale does not support --gan-mode wgan-gp; use vanilla, lsgan or hinge")
         if d.label_nc == 0 and d.instance_dir:
             raise ConfigError("--instance-dir needs --label-nc (instance maps go with class-ID label maps)")
         if not self.name or "/" in self.name or self.name in (".", ".."):
             raise ConfigError(f"run name {self.name!r} must be a plain folder name")
-
-
-def _validate_cut(m: CUTConfig, d: DataConfig) -> None:
-    """CUT/FastCUT checks: encoder layers that the generator has, identity NCE only when B fits G."""
-    n_blocks = {"resnet_6blocks": 6, "resnet_9blocks": 9}.get(m.netG, m.n_blocks)
-    layers = parse_layers(m.nce_layers)
-    if max(layers) > 3 + n_blocks:
-        raise ConfigError(f"nce_layers {m.nce_layers!r}: {m.netG} with {n_blocks} blocks has encoder points "
-                          f"0..{3 + n_blocks}")
-    if m.nce_temperature <= 0:
-        raise ConfigError(f"nce_temperature must be positive, got {m.nce_temperature}")
-    if m.nce_idt and d.input_nc != d.output_nc:
-        raise ConfigError("identity PatchNCE translates domain-B images, so it needs input_nc == output_nc "
-                          f"(got {d.input_nc} and {d.output_nc}); use --no-nce-idt")
 
 
 def _check_keys(d: Dict[str, Any], valid, where: str) -> None:

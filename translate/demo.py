@@ -13,6 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import load_generator
+from .config import RunConfig
+from .data import PairedDataset
+from .data.io import write_image
+from .nn.inference import for_inference
+from .training.logging import save_grid
+from .training.loop import train
+
 # class -> label colour (RGB), as in a segmentation map
 LABELS = {"sky": (0, 0, 170), "wall": (0, 85, 255), "roof": (255, 85, 0), "window": (0, 255, 255),
           "door": (255, 255, 0), "ledge": (170, 255, 85)}
@@ -76,8 +84,6 @@ def make_pair(size: int, rng: np.random.Generator):
 
 def make_dataset(root: Path, n_train: int = 200, n_test: int = 20, size: int = 128, seed: int = 0) -> Path:
     """Write ``root/{train,test}/NNNN.png`` side-by-side label|photo images (layout ``ab``)."""
-    from .data.io import write_image
-
     root = Path(root)
     rng = np.random.default_rng(seed)
     for split, n in (("train", n_train), ("test", n_test)):
@@ -92,9 +98,6 @@ def make_dataset(root: Path, n_train: int = 200, n_test: int = 20, size: int = 1
 def run_demo(out: str = "checkpoints", data: str = "datasets/demo_shapes", name: str = "demo",
              minutes: float = 4.0, device: str = "auto", seed: int = 0) -> int:
     """Generate the dataset, train pix2pix on it for ``minutes``, print where the samples are."""
-    from .config import RunConfig
-    from .training.loop import train
-
     t0 = time.time()
     root = make_dataset(Path(data), seed=seed)
     print(f"demo dataset: {root} (200 train / 20 test label|photo pairs, generated in "
@@ -124,11 +127,6 @@ def run_demo(out: str = "checkpoints", data: str = "datasets/demo_shapes", name:
 def _test_grid(run_dir: Path, root: Path, count: int = 8) -> Path:
     """Translate held-out test pairs with the saved translator; write label | output | target."""
     import torch
-
-    from .checkpoint import load_generator
-    from .data import PairedDataset
-    from .nn.inference import for_inference
-    from .training.logging import save_grid
 
     gen = for_inference(load_generator(run_dir, "a2b"), copy_net=False)
     test = PairedDataset(root, split="test", preprocess="resize_and_crop", load_size=64, crop_size=64,

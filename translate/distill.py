@@ -12,9 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .checkpoint import read_translator_json
+from . import train
+from .checkpoint import CheckpointError, read_translator_json
 from .config import RunConfig
-from .methods.distill import DistillError
+from .methods import get_method
+from .methods.distill import Distill, DistillError
 
 __all__ = ["DistillError", "distill", "prepare"]
 
@@ -26,8 +28,8 @@ def prepare(cfg: RunConfig) -> RunConfig:
         DistillError: no teacher, or an ambiguous / missing teacher direction.
         translate.checkpoint.CheckpointError: the teacher folder is not a translator.
     """
-    if cfg.method != "distill":
-        raise DistillError(f"expected a distill configuration, got method {cfg.method!r}")
+    if get_method(cfg.method) is not Distill:
+        raise DistillError(f"expected a {Distill.name} configuration, got method {cfg.method!r}")
     if not cfg.model.teacher:
         raise DistillError("no teacher: give the teacher's translator folder (translate distill TEACHER ...)")
     doc = read_translator_json(cfg.model.teacher)
@@ -44,14 +46,26 @@ def prepare(cfg: RunConfig) -> RunConfig:
     config = gens[direction]["config"]
     d = cfg.to_dict()
     d["model"].update(teacher=str(Path(doc["_folder"]).resolve()), teacher_direction=direction,
-                      paired=doc["method"] != "cyclegan")
+                      paired=teacher_data_kind(doc) == "paired")
     d["data"].update(direction="BtoA" if direction == "b2a" else "AtoB", input_nc=config["input_nc"],
                      output_nc=config["output_nc"])
     return RunConfig.from_dict(d)
 
 
+def teacher_data_kind(doc: dict) -> str:
+    """"paired" or "unpaired": the data the translator ``doc`` (``translator.json``) was trained on,
+    as its method declares (a student's: its own teacher's, followed through its provenance)."""
+    method = get_method(doc["method"])
+    if method.data != "teacher":
+        return method.data
+    teacher = doc["provenance"].get("teacher")
+    try:
+        return teacher_data_kind(read_translator_json(teacher)) if teacher else "paired"
+    except CheckpointError as e:
+        raise DistillError(f"{doc['_folder']} is a student whose teacher cannot be read ({e}); distill from a "
+                           "translator trained by translate train") from None
+
+
 def distill(cfg: RunConfig, resume: bool = False, argv: Optional[Sequence[str]] = None):
     """Train the student ``cfg`` describes (see :func:`prepare`); returns the loop's ``TrainResult``."""
-    from . import train
-
     return train(prepare(cfg), resume=resume, argv=argv)

@@ -37,17 +37,22 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import metrics
+from .data import (DatasetError, ImageReadError, PairedDataset, build_transform, detect_layout, image_to_tensor,
+                   list_images, read_image, tensor_to_image, to_channels, write_image)
 from .data.transforms import RESIZE_FILTER
 from .errors import ArgumentError
 from .fsutil import UMASK, atomic_write_text, replace_dir
+from .translator import Translator
+from .version import __version__
 
 HTML_ROWS = 50
 THUMB_SIDE = 256
@@ -87,170 +92,219 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
         CheckpointError, DatasetError, ArgumentError (DirectionError): bad checkpoint, data or arguments.
         metrics.InceptionUnavailable: ``inception`` was given and cannot be loaded.
     """
-    from .data import PairedDataset, detect_layout
-    from .translator import Translator
-    from .version import __version__
-
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if max_images is not None and (not isinstance(max_images, int) or max_images < 1):
-        raise ArgumentError(f"max_images must be a positive integer, got {max_images!r}")
+    _check_counts(batch_size, max_images)
     started = time.time()
     t = Translator.load(checkpoint, device=device)
     if direction is None and len(t.directions) > 1:
         direction = "a2b"
     direction = t.pick_direction(direction)
-    c_in, c_out = t.channels(direction)
-    pre = t.preprocessing
-    size = int(size if size is not None else (pre.get("crop_size") or 256))
-    full_res = size == 0
-    if full_res:
+    size = int(size if size is not None else (t.preprocessing.get("crop_size") or 256))
+    if size == 0:
         batch_size = 1  # native sizes may differ between images
     elif size < metrics.SSIM_WINDOW:
         raise ArgumentError(f"size must be at least {metrics.SSIM_WINDOW} (the SSIM window), got {size}")
-    data_dir = "AtoB" if direction == "a2b" else "BtoA"  # which side of the data is the input
-    translator_dir = t.folder
-    run_dir = translator_dir.parent
-    if out_dir is None:
-        name = split or "all"
-        out_dir = run_dir / "eval" / (name if len(t.directions) == 1 else f"{name}_{direction}")
-    out_dir = Path(out_dir)
-
-    layout = detect_layout(data, split)
-    paired = layout.kind in ("ab", "a_b")
-    if paired:
-        labels = t.labels or {}
-        ds = PairedDataset(data, split=split, direction=data_dir, input_nc=3 if labels else c_in, output_nc=c_out,
-                           preprocess="none" if full_res else "resize_and_crop", load_size=max(size, 1),
-                           crop_size=max(size, 1), flip=False, max_items=max_images,
-                           label_nc=labels.get("label_nc", 0))
-        if labels and ds.instance_channel != labels["instance_channel"]:
-            raise ArgumentError(f"the translator was trained {'with' if labels['instance_channel'] else 'without'} "
-                                f"instance maps, but {data} split {split} {'has no' if not ds.instance_channel else 'has an'} "
-                                "inst/ folder")
-        inputs = _batches(ds, batch_size)
-        n_inputs = len(ds)
-    else:
-        fa, fb = layout.folder_a, layout.folder_b
-        folder_in, folder_target = (fa, fb) if data_dir == "AtoB" else (fb, fa)
-        in_files = _files(folder_in, max_images)
-        target_files = _files(folder_target, max_images)
-        inputs = _folder_batches(in_files, c_in, size, batch_size)
-        n_inputs = len(in_files)
-
-    inc, inc_info, skipped = None, None, None
-    if fid:
-        try:
-            inc, inc_info = metrics.load_inception(inception, device=t.device)
-        except metrics.InceptionUnavailable as e:
-            if inception is not None:
-                raise
-            skipped = str(e)
-            print(f"eval: FID/KID skipped: {e}", file=sys.stderr)
+    out_dir = Path(out_dir) if out_dir is not None else _default_out_dir(t, split, direction)
+    src = EvalInputs.open(t, direction, data, split, size, batch_size, max_images)
+    inc, inc_info, skipped = _inception(fid, inception, t.device)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     thumbs = Path(tempfile.mkdtemp(dir=out_dir, prefix=".eval_images.tmp-"))
     os.chmod(thumbs, 0o777 & ~UMASK)  # mkdtemp makes it private; give it a plain mkdir's mode
     try:
-        rows: List[Dict[str, Any]] = []
-        fake_feats: List[np.ndarray] = []
-        real_feats: List[np.ndarray] = []
-        for batch in _progress(inputs, n_inputs, batch_size, "translate"):
-            a = batch["a"].to(t.device)
-            out = t.translate_tensor(a, direction)  # (B, c_out, S, S) in [-1, 1]
-            values: Dict[str, List[float]] = {}
-            if paired:
-                b = batch["b"].to(t.device)
-                values = {"l1": metrics.l1(out, b).tolist(), "psnr": metrics.psnr(out, b).tolist(),
-                          "ssim": metrics.ssim(out, b).tolist()}
-            if inc is not None:
-                fake_feats.append(inc(out).cpu().numpy())
-                if paired:
-                    real_feats.append(inc(b).cpu().numpy())
-            for i in range(a.shape[0]):
-                k = len(rows)
-                row: Dict[str, Any] = {"input": _rel(batch["path_a"][i], data)}
-                if paired:
-                    row["target"] = _rel(batch["path_b"][i], data)
-                row.update({name: v[i] for name, v in values.items()})
-                if k < html_rows:
-                    row["images"] = _write_thumbs(thumbs, k, a[i], out[i], b[i] if paired else None)
-                rows.append(row)
-        n_targets = n_inputs if paired else len(target_files)
-        if inc is not None and not paired:  # the real set: every (first max_images) target-domain image
-            for batch in _progress(_folder_batches(target_files, c_out, size, batch_size), n_targets,
-                                   batch_size, "target features"):
-                real_feats.append(inc(batch["a"].to(t.device)).cpu().numpy())
-
-        result_metrics: Dict[str, Any] = {"l1": None, "psnr": None, "ssim": None, "fid": None,
-                                          "kid": None, "kid_std": None}
-        if paired:
-            for name in ("l1", "psnr", "ssim"):
-                result_metrics[name] = float(np.mean([r[name] for r in rows]))
-        kid_info = None
-        if inc is not None:
-            fake, real = np.concatenate(fake_feats), np.concatenate(real_feats)
-            if min(len(fake), len(real)) < 2:
-                skipped = f"FID/KID need at least 2 images per set, got {len(fake)} and {len(real)}"
-                print(f"eval: FID/KID skipped: {skipped}", file=sys.stderr)
-            else:
-                result_metrics["fid"] = metrics.fid_from_features(fake, real)
-                n_subsets, subset = 100, metrics.kid_subset_size(len(fake), len(real))
-                result_metrics["kid"], result_metrics["kid_std"] = metrics.kid(
-                    fake, real, n_subsets=n_subsets, subset_size=subset)
-                kid_info = {"n_subsets": n_subsets, "subset_size": subset, "seed": 0,
-                            "kernel": "(x.y / 2048 + 1)^3", "estimator": "unbiased MMD^2"}
+        rows, fake_feats, real_feats = _translate_all(t, src, inc, thumbs, html_rows)
+        result_metrics, kid_info, too_few = _summary(rows, src.paired, inc, fake_feats, real_feats)
+        skipped = too_few or skipped
         replace_dir(thumbs, out_dir / "eval_images")
     except BaseException:
         shutil.rmtree(thumbs, ignore_errors=True)
         raise
 
     prov = t.doc.get("provenance", {})
+    protocol = _protocol(t, src, inc_info, kid_info, fid, skipped, result_metrics["fid"] is not None and inc is not None)
     doc = {
         "metrics": result_metrics,
-        "checkpoint": {"path": str(translator_dir), "method": t.method, "direction": direction,
+        "checkpoint": {"path": str(t.folder), "method": t.method, "direction": direction,
                        "run": prov.get("run"), "step": prov.get("step"), "epoch": prov.get("epoch")},
-        "protocol": {
-            "data": str(data), "split": split, "layout": layout.kind,
-            "data_direction": data_dir,
-            "input_side": _side(data_dir, layout.kind, "input"),
-            "target_side": _side(data_dir, layout.kind, "target"),
-            "images": n_inputs, "target_images": n_targets,
-            "resolution": "native" if full_res else [size, size],
-            "resize": ("none: every image at its full resolution, no crop, no flip" if full_res else
-                       f"each image (each half in layout ab) to {size}x{size}, no crop, no flip"),
-            "label_encoding": t.labels,
-            "resize_filter": RESIZE_FILTER,
-            "paired_metrics": None if not paired else {
-                "l1": "mean |output - target| over channels and pixels, values in [-1, 1]",
-                "psnr": "10 log10(2^2 / MSE) on [-1, 1] (= data range 1 on [0, 1]), per image, then averaged",
-                "ssim": (f"kornia.metrics.ssim on [0, 1], Gaussian window {metrics.SSIM_WINDOW}x"
-                         f"{metrics.SSIM_WINDOW} sigma {metrics.SSIM_SIGMA}, K1 0.01, K2 0.03, valid region "
-                         "(no padding), mean over pixels and channels (RGB: per-channel, averaged)"),
-            },
-            "fid_kid": {"computed": inc is not None and result_metrics["fid"] is not None,
-                        "skipped": skipped if fid else "not asked",
-                        "real_set": "paired targets" if paired else "every image of the target-domain folder",
-                        "fid_computation": "exact, sample-space trace term when N < 2048, else scipy sqrtm",
-                        "inception": inc_info, "kid": kid_info},
-            "batch_size": batch_size, "device": str(t.device),
-            "versions": _versions(__version__),
-        },
+        "protocol": protocol,
         "per_image": [{k: v for k, v in r.items() if k != "images"} for r in rows],
         "files": {"json": "eval.json", "html": "eval.html", "images": "eval_images/"},
         "seconds": round(time.time() - started, 2),
     }
     doc = _finite(doc)
     atomic_write_text(out_dir / "eval.json", json.dumps(doc, indent=2) + "\n")
-    atomic_write_text(out_dir / "eval.html", _html(doc, rows[:html_rows], paired))
+    atomic_write_text(out_dir / "eval.html", _html(doc, rows[:html_rows], src.paired))
     doc["out_dir"] = str(out_dir)
     return doc
 
 
+def _check_counts(batch_size, max_images) -> None:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if max_images is not None and (not isinstance(max_images, int) or max_images < 1):
+        raise ArgumentError(f"max_images must be a positive integer, got {max_images!r}")
+
+
+def _default_out_dir(t: Translator, split: Optional[str], direction: str) -> Path:
+    """``<run>/eval/<split>`` (``<split>_<direction>`` for a translator with two directions)."""
+    name = split or "all"
+    return t.folder.parent / "eval" / (name if len(t.directions) == 1 else f"{name}_{direction}")
+
+
+@dataclass
+class EvalInputs:
+    """What is evaluated: the input batches (with their targets when the data are paired) and, for
+    unpaired data, the target-domain files of the FID/KID real set."""
+
+    data: Union[str, Path]
+    split: Optional[str]
+    layout: Any
+    direction: str  # the translator direction
+    data_dir: str  # "AtoB" or "BtoA": which side of the data is the input
+    size: int  # 0: native resolution
+    batch_size: int
+    inputs: Iterable[Dict[str, Any]]
+    n_inputs: int
+    target_files: List[Path] = field(default_factory=list)
+
+    @property
+    def paired(self) -> bool:
+        return self.layout.kind in ("ab", "a_b")
+
+    @property
+    def n_targets(self) -> int:
+        return self.n_inputs if self.paired else len(self.target_files)
+
+    @classmethod
+    def open(cls, t: Translator, direction: str, data, split, size: int, batch_size: int,
+             max_images: Optional[int]) -> "EvalInputs":
+        c_in, c_out = t.channels(direction)
+        data_dir = "AtoB" if direction == "a2b" else "BtoA"
+        layout = detect_layout(data, split)
+        src = cls(data, split, layout, direction, data_dir, size, batch_size, (), 0)
+        if src.paired:
+            labels = t.labels or {}
+            ds = PairedDataset(data, split=split, direction=data_dir, input_nc=3 if labels else c_in,
+                               output_nc=c_out, preprocess="none" if size == 0 else "resize_and_crop",
+                               load_size=max(size, 1), crop_size=max(size, 1), flip=False, max_items=max_images,
+                               label_nc=labels.get("label_nc", 0))
+            if labels and ds.instance_channel != labels["instance_channel"]:
+                raise ArgumentError(
+                    f"the translator was trained {'with' if labels['instance_channel'] else 'without'} instance "
+                    f"maps, but {data} split {split} {'has no' if not ds.instance_channel else 'has an'} inst/ folder")
+            src.inputs, src.n_inputs = _batches(ds, batch_size), len(ds)
+        else:
+            fa, fb = layout.folder_a, layout.folder_b
+            folder_in, folder_target = (fa, fb) if data_dir == "AtoB" else (fb, fa)
+            in_files = _files(folder_in, max_images)
+            src.target_files = _files(folder_target, max_images)
+            src.inputs, src.n_inputs = _folder_batches(in_files, c_in, size, batch_size), len(in_files)
+        return src
+
+
+def _inception(fid: bool, inception, device):
+    """(FID Inception or None, its info, why FID/KID are skipped or None)."""
+    if not fid:
+        return None, None, None
+    try:
+        inc, info = metrics.load_inception(inception, device=device)
+        return inc, info, None
+    except metrics.InceptionUnavailable as e:
+        if inception is not None:
+            raise
+        print(f"eval: FID/KID skipped: {e}", file=sys.stderr)
+        return None, None, str(e)
+
+
+def _translate_all(t: Translator, src: EvalInputs, inc, thumbs: Path, html_rows: int):
+    """Translate every input: per-image rows (paired metrics, thumbnails of the first
+    ``html_rows``) and the Inception features of the outputs and of the real set."""
+    rows: List[Dict[str, Any]] = []
+    fake_feats: List[np.ndarray] = []
+    real_feats: List[np.ndarray] = []
+    paired = src.paired
+    for batch in _progress(src.inputs, src.n_inputs, src.batch_size, "translate"):
+        a = batch["a"].to(t.device)
+        out = t.translate_tensor(a, src.direction)  # (B, c_out, S, S) in [-1, 1]
+        values: Dict[str, List[float]] = {}
+        if paired:
+            b = batch["b"].to(t.device)
+            values = {"l1": metrics.l1(out, b).tolist(), "psnr": metrics.psnr(out, b).tolist(),
+                      "ssim": metrics.ssim(out, b).tolist()}
+        if inc is not None:
+            fake_feats.append(inc(out).cpu().numpy())
+            if paired:
+                real_feats.append(inc(b).cpu().numpy())
+        for i in range(a.shape[0]):
+            k = len(rows)
+            row: Dict[str, Any] = {"input": _rel(batch["path_a"][i], src.data)}
+            if paired:
+                row["target"] = _rel(batch["path_b"][i], src.data)
+            row.update({name: v[i] for name, v in values.items()})
+            if k < html_rows:
+                row["images"] = _write_thumbs(thumbs, k, a[i], out[i], b[i] if paired else None)
+            rows.append(row)
+    if inc is not None and not paired:  # the real set: every (first max_images) target-domain image
+        c_out = t.channels(src.direction)[1]
+        for batch in _progress(_folder_batches(src.target_files, c_out, src.size, src.batch_size), src.n_targets,
+                               src.batch_size, "target features"):
+            real_feats.append(inc(batch["a"].to(t.device)).cpu().numpy())
+    return rows, fake_feats, real_feats
+
+
+def _summary(rows, paired: bool, inc, fake_feats, real_feats):
+    """(metric means, KID settings or None, why FID/KID were skipped or None)."""
+    result: Dict[str, Any] = {"l1": None, "psnr": None, "ssim": None, "fid": None, "kid": None, "kid_std": None}
+    if paired:
+        for name in ("l1", "psnr", "ssim"):
+            result[name] = float(np.mean([r[name] for r in rows]))
+    if inc is None:
+        return result, None, None
+    fake, real = np.concatenate(fake_feats), np.concatenate(real_feats)
+    if min(len(fake), len(real)) < 2:
+        skipped = f"FID/KID need at least 2 images per set, got {len(fake)} and {len(real)}"
+        print(f"eval: FID/KID skipped: {skipped}", file=sys.stderr)
+        return result, None, skipped
+    result["fid"] = metrics.fid_from_features(fake, real)
+    n_subsets, subset = 100, metrics.kid_subset_size(len(fake), len(real))
+    result["kid"], result["kid_std"] = metrics.kid(fake, real, n_subsets=n_subsets, subset_size=subset)
+    kid_info = {"n_subsets": n_subsets, "subset_size": subset, "seed": 0,
+                "kernel": "(x.y / 2048 + 1)^3", "estimator": "unbiased MMD^2"}
+    return result, kid_info, None
+
+
+def _protocol(t: Translator, src: EvalInputs, inc_info, kid_info, fid: bool, skipped, computed: bool):
+    """The ``protocol`` entry of eval.json: how the figures were made."""
+    size, kind, data_dir = src.size, src.layout.kind, src.data_dir
+    return {
+        "data": str(src.data), "split": src.split, "layout": kind,
+        "data_direction": data_dir,
+        "input_side": _side(data_dir, kind, "input"),
+        "target_side": _side(data_dir, kind, "target"),
+        "images": src.n_inputs, "target_images": src.n_targets,
+        "resolution": "native" if size == 0 else [size, size],
+        "resize": ("none: every image at its full resolution, no crop, no flip" if size == 0 else
+                   f"each image (each half in layout ab) to {size}x{size}, no crop, no flip"),
+        "label_encoding": t.labels,
+        "resize_filter": RESIZE_FILTER,
+        "paired_metrics": None if not src.paired else {
+            "l1": "mean |output - target| over channels and pixels, values in [-1, 1]",
+            "psnr": "10 log10(2^2 / MSE) on [-1, 1] (= data range 1 on [0, 1]), per image, then averaged",
+            "ssim": (f"kornia.metrics.ssim on [0, 1], Gaussian window {metrics.SSIM_WINDOW}x"
+                     f"{metrics.SSIM_WINDOW} sigma {metrics.SSIM_SIGMA}, K1 0.01, K2 0.03, valid region "
+                     "(no padding), mean over pixels and channels (RGB: per-channel, averaged)"),
+        },
+        "fid_kid": {"computed": computed,
+                    "skipped": skipped if fid else "not asked",
+                    "real_set": "paired targets" if src.paired else "every image of the target-domain folder",
+                    "fid_computation": "exact, sample-space trace term when N < 2048, else scipy sqrtm",
+                    "inception": inc_info, "kid": kid_info},
+        "batch_size": src.batch_size, "device": str(t.device),
+        "versions": _versions(__version__),
+    }
+
+
 # ------------------------------------------------------------------------------ data helpers
 def _files(folder: Path, max_images: Optional[int]) -> List[Path]:
-    from .data import list_images
-
     files = list_images(folder)
     return files[:max_images] if max_images is not None else files
 
@@ -264,8 +318,6 @@ def _batches(ds, batch_size: int):
 
 def _folder_batches(files: Sequence[Path], nc: int, size: int, batch_size: int):
     """Batches ``{"a": (B, nc, size, size), "path_a": [...]}`` of single images, resized like the pairs."""
-    from .data import DatasetError, ImageReadError, build_transform, image_to_tensor, read_image, to_channels
-
     transform = build_transform("resize_and_crop", size, size, flip=False)
     rng = np.random.default_rng(0)  # the crop covers the whole resized image: nothing random
     bad = []
@@ -336,8 +388,6 @@ def _finite(obj):
 # ------------------------------------------------------------------------------ report
 def _write_thumbs(folder: Path, k: int, a: torch.Tensor, out: torch.Tensor,
                   b: Optional[torch.Tensor]) -> Dict[str, str]:
-    from .data import tensor_to_image, write_image
-
     names = {}
     if a.shape[0] not in (1, 3):  # one-hot class IDs: show the ID map as gray levels
         a = a.argmax(0, keepdim=True).float() * (2.0 / max(a.shape[0] - 1, 1)) - 1

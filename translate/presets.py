@@ -1,44 +1,19 @@
 """Named recipes: each returns partial configuration sections to apply on top of the defaults.
 
 A preset is chosen with ``--preset NAME``; explicit options and ``--set`` still override it.
+``tiny`` suits every method (with the method's own ``tiny`` overrides); a method declares the
+presets made for it alone in its ``presets`` (e.g. ``pix2pix_paper``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+import dataclasses
+from typing import Any, Callable, Dict, List
 
-from .config import ConfigError
+from .methods import get_method, list_methods
+from .options import ConfigError
 
 Preset = Dict[str, Dict[str, Any]]
-
-
-def pix2pix_paper() -> Preset:
-    """pix2pix as published (Isola et al. 2017): U-Net 256 with dropout, 70x70 PatchGAN, batch
-    norm, vanilla GAN loss + 100 x L1, 286 -> 256 random crops with flips, batch 1, 100 epochs at
-    Adam 2e-4 (0.5, 0.999) then 100 of linear decay. The exported generator stays the weight
-    average (``loop.ema_decay``, default 0.999); ``--ema-decay 0`` exports the last step's
-    weights, as the paper's code does."""
-    return {
-        "data": {"preprocess": "resize_and_crop", "load_size": 286, "crop_size": 256, "flip": True},
-        "model": {"netG": "unet_256", "netD": "basic", "ngf": 64, "ndf": 64, "norm": "batch",
-                  "use_dropout": True, "init_type": "normal", "init_gain": 0.02, "gan_mode": "vanilla",
-                  "lambda_l1": 100.0},
-        "loop": {"batch_size": 1, "epochs": 100, "epochs_decay": 100, "lr": 2e-4, "beta1": 0.5, "beta2": 0.999},
-    }
-
-
-def cyclegan_paper() -> Preset:
-    """CycleGAN as published (Zhu et al. 2017): ResNet 9 blocks, 70x70 PatchGANs, instance norm,
-    LSGAN loss, cycle weight 10 each way, identity 0.5, history pool of 50, 286 -> 256 random
-    crops with flips, batch 1, 100 epochs at Adam 2e-4 (0.5, 0.999) then 100 of linear decay.
-    The exported generators stay the weight average, as for pix2pix_paper."""
-    return {
-        "data": {"preprocess": "resize_and_crop", "load_size": 286, "crop_size": 256, "flip": True},
-        "model": {"netG": "resnet_9blocks", "netD": "basic", "ngf": 64, "ndf": 64, "norm": "instance",
-                  "use_dropout": False, "init_type": "normal", "init_gain": 0.02, "gan_mode": "lsgan",
-                  "lambda_a": 10.0, "lambda_b": 10.0, "lambda_identity": 0.5, "pool_size": 50},
-        "loop": {"batch_size": 1, "epochs": 100, "epochs_decay": 100, "lr": 2e-4, "beta1": 0.5, "beta2": 0.999},
-    }
 
 
 def tiny() -> Preset:
@@ -47,39 +22,33 @@ def tiny() -> Preset:
         "data": {"load_size": 36, "crop_size": 32, "num_workers": 0},
         "model": {"ngf": 8, "ndf": 8, "n_layers_D": 2},
         "loop": {"log_every": 1, "epochs": 1, "epochs_decay": 1},
-        # generator choice depends on the method, see method_overrides below
+        # the generator that fits a 32x32 crop is the method's: its ``tiny`` overrides
     }
 
 
-# Per-method adjustments that a preset needs (e.g. a generator that fits a 32x32 crop).
-_TINY_MODEL = {"pix2pix": {"netG": "unet", "num_downs": 5}, "cyclegan": {"netG": "resnet_6blocks"}}
-_TINY_MODEL.update(cut={"netG": "resnet_6blocks", "head_units": 16},
-                   fastcut={"netG": "resnet_6blocks", "head_units": 16})
-_TINY_MODEL["pix2pixhd"] = {"n_downsample_global": 2, "n_blocks_global": 1, "num_D": 2}
-_TINY_MODEL["distill"] = {"netG": "slim_unet", "num_downs": 5}
-
-PRESETS: Dict[str, Callable[[], Preset]] = {
-    "pix2pix_paper": pix2pix_paper,
-    "cyclegan_paper": cyclegan_paper,
-    "tiny": tiny,
-}
+PRESETS: Dict[str, Callable[[], Preset]] = {"tiny": tiny}  # presets for every method
 
 
-def list_presets():
-    return sorted(PRESETS)
+def method_presets() -> Dict[str, str]:
+    """Presets made for one method (declared by the method, e.g. its paper's settings): name -> method."""
+    return {name: method for method in list_methods() for name in get_method(method).presets}
 
 
-# Presets made for one method only: name -> method.
-_METHOD_OF = {"pix2pix_paper": "pix2pix", "cyclegan_paper": "cyclegan"}
+def list_presets() -> List[str]:
+    return sorted([*PRESETS, *method_presets()])
 
 
 def get_preset(name: str, method: str) -> Preset:
     """Return the named preset's sections for ``method``; ConfigError lists the valid names."""
-    if name not in PRESETS:
+    owner = method_presets().get(name)
+    if name not in PRESETS and owner is None:
         raise ConfigError(f"unknown preset {name!r}; valid: {', '.join(list_presets())}")
-    if _METHOD_OF.get(name, method) != method:
-        raise ConfigError(f"preset {name} is for `translate train {_METHOD_OF[name]}`, not {method}")
-    preset = PRESETS[name]()
+    if owner is not None and owner != method:
+        raise ConfigError(f"preset {name} is for `translate train {owner}`, not {method}")
+    preset = PRESETS[name]() if owner is None else get_method(method).presets[name]()
     if name == "tiny":
-        preset["model"].update(_TINY_MODEL[method])
+        cls = get_method(method)
+        known = {f.name for f in dataclasses.fields(cls.config_class)}  # e.g. no ndf without a discriminator
+        preset["model"] = {k: v for k, v in preset["model"].items() if k in known}
+        preset["model"].update(cls.tiny)
     return preset

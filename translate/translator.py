@@ -20,9 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import CheckpointError, label_encoding, load_generator, read_translator_json
+from .data.io import DEFAULT_MAX_PIXELS, image_to_tensor, read_image, tensor_to_image, to_channels
+from .data.labels import check_ids, encode_labels, read_label_map, resize_nearest
 from .errors import ArgumentError, DirectionError
 from .nn.inference import for_inference
 from .runtime import autocast, check_precision, resolve_device, use_fast_kernels, warn_if_slow_precision
+from .runtimes.generator import use_backend
 
 DEFAULT_TILE_PIXELS = 2048 * 2048  # images above this many pixels are translated in tiles
 DEFAULT_TILE_OVERLAP = 64
@@ -57,7 +60,7 @@ class Translator:
         self.folder = Path(doc["_folder"])  # the translator folder it was loaded from
         # {"label_nc": N, "instance_channel": bool} when inputs are class-ID maps, else None
         self.labels = label_encoding(pre)
-        self.backend = "torch"  # or "onnxruntime" / "openvino" (translate.export.use_backend)
+        self.backend = "torch"  # or another of translate.runtimes.list_backends() (use_backend)
         self.channels_last = default_channels_last(device, precision)
 
     # ------------------------------------------------------------------ loading
@@ -79,7 +82,7 @@ class Translator:
             tile_overlap: overlap between tiles in pixels (blended with feathered weights).
             backend: "torch" (default), "onnxruntime" or "openvino": run the generators with that
                 runtime (exported to ONNX in memory and checked against PyTorch first; see
-                :func:`translate.export.use_backend`). Padding, tiling and cropping stay the same.
+                :func:`translate.runtimes.generator.use_backend`). Padding, tiling and cropping stay the same.
             onnx: with backend onnxruntime/openvino, run this ONNX file instead of exporting
                 (e.g. an int8 model from ``translate export --quantize int8``).
             compile: run the torch generators through ``torch.compile`` (torch backend only).
@@ -89,7 +92,7 @@ class Translator:
 
         Raises:
             CheckpointError: the path is not a local translator folder, or its contents are invalid.
-            translate.export.ExportError: the backend cannot run or does not match PyTorch.
+            translate.runtimes.ExportError: the backend cannot run or does not match PyTorch.
         """
         if isinstance(checkpoint, str) and "://" in checkpoint:
             raise CheckpointError(f"{checkpoint!r}: only local translator folders can be loaded "
@@ -116,8 +119,6 @@ class Translator:
         t = cls(doc, gens, device, precision, tile_pixels, tile_overlap)
         t.channels_last = channels_last
         if backend != "torch" or onnx is not None:
-            from .export import use_backend  # the one other upward import, declared in setup.cfg
-
             use_backend(t, backend, onnx)
         return t
 
@@ -244,9 +245,6 @@ class Translator:
 
     def read(self, path: Union[str, Path], max_pixels: Optional[int] = None) -> np.ndarray:
         """Decode an input file: a class-ID map (H, W) of integers for label translators, else an image."""
-        from .data.io import DEFAULT_MAX_PIXELS, read_image
-        from .data.labels import read_label_map
-
         if self.labels is None:
             return read_image(path, max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
         ids = read_label_map(path)
@@ -268,8 +266,6 @@ class Translator:
         else:
             raise TypeError(f"expected a PIL image, numpy array or path, got {type(image).__name__}")
         if isinstance(instance, (str, Path)):
-            from .data.labels import read_label_map
-
             instance = read_label_map(instance)
         elif instance is not None and _is_pil(instance):
             instance = np.asarray(instance)
@@ -294,8 +290,6 @@ class Translator:
 
         Label translators one-hot encode a class-ID map instead (nearest neighbour when resizing).
         """
-        from .data.io import image_to_tensor, to_channels
-
         if self.labels is not None:
             return self._prepare_labels(arr, resize, instance)
         if not isinstance(arr, np.ndarray) or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
@@ -318,8 +312,6 @@ class Translator:
 
     def _prepare_labels(self, arr: np.ndarray, resize, instance: Optional[np.ndarray]):
         """Class-ID map (H, W) -> one-hot (label_nc [+ 1], h, w) of 0/1; output as uint8 images."""
-        from .data.labels import check_ids, encode_labels, resize_nearest
-
         n, with_inst = self.labels["label_nc"], self.labels["instance_channel"]
         ids = _as_id_map(arr, "label map")
         check_ids(ids, n, "the label map")
@@ -341,8 +333,6 @@ class Translator:
 
     def finish(self, y: torch.Tensor, hw, alpha, dtype, squeeze: bool) -> np.ndarray:
         """Network output (C, h, w) in [-1, 1] -> image array of ``dtype`` and size ``hw``."""
-        from .data.io import tensor_to_image
-
         if tuple(y.shape[-2:]) != tuple(hw):
             y = F.interpolate(y[None].float(), size=tuple(hw), mode="bicubic", align_corners=False)[0]
         out_dtype = np.float32 if np.issubdtype(np.dtype(dtype), np.floating) else dtype

@@ -2,14 +2,17 @@
 
 Measurements (``--what``), each after a warm-up, as the median of several timed windows:
 
-- ``train-pix2pix`` / ``train-cyclegan``: training images/s (pix2pix) and iterations/s (CycleGAN)
-  with data loading included. A synthetic dataset in the real layout (side-by-side A|B files for
-  pix2pix, ``trainA/`` + ``trainB/`` for CycleGAN, JPEG) goes through the training data path
-  (dataset, ``EpochSampler``, ``EpochIndexed``, ``DataLoader`` with the loop's worker count) and
-  each step is the method's ``train_step`` called the way the training loop calls it.
-- ``convert-pix2pix`` / ``convert-cyclegan``: conversion images/s of a folder end to end (decode,
-  translate, encode; JPEG in, PNG out) with :meth:`Translator.translate_folder`. The translators
-  have random-init weights unless ``--checkpoint`` names one.
+- ``train-NAME`` for every method that declares how it is measured (its ``bench``, see
+  :class:`translate.methods.BenchSpec`): training images/s or iterations/s, as the method says
+  what a step counts (pix2pix: images; CycleGAN, CUT, FastCUT: iterations), with data loading
+  included. A synthetic dataset in the real layout (side-by-side A|B files for methods trained on
+  paired data, ``trainA/`` + ``trainB/`` for unpaired ones, JPEG) goes through the training data
+  path (dataset, ``EpochSampler``, ``EpochIndexed``, ``DataLoader`` with the loop's worker count)
+  and each step is the method's ``train_step`` called the way the training loop calls it.
+- ``convert-NAME`` for the methods that declare conversion directions (pix2pix, CycleGAN):
+  conversion images/s of a folder end to end (decode, translate, encode; JPEG in, PNG out) with
+  :meth:`Translator.translate_folder`. The translators have random-init weights unless
+  ``--checkpoint`` names one.
 - ``peak``: the best FLOP/s of large square matmuls in each precision, the yardstick for
   "% of peak".
 
@@ -31,26 +34,30 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..runtime import DeviceError, check_precision, has_native_precision, native_precisions, resolve_device
+from ..runtime import PRECISIONS, DeviceError, check_precision, has_native_precision, native_precisions, resolve_device
 from .machine import machine_facts
-from .measure import ALL_WHAT, CONVERT_WHAT, LABEL_WHAT, PRECISIONS, TRAIN_WHAT, Bench, BenchError, Settings
+from ..checkpoint import read_translator_json
+from .measure import Bench, BenchError, Settings, all_what, convert_what, label_what, train_what
 from .report import fmt_with_unit, format_table, write_json
 from .synthetic import make_synthetic_datasets
-from .variants import (COMPILE_WHAT, FP32_ONLY, RUNTIME_WHAT, STUDENT_WHAT, VARIANT_WHAT, measure_variant,
-                       student_and_teacher)
+from .variants import (FP32_ONLY, RUNTIME_WHAT, STUDENT_WHAT, compile_what, measure_variant, student_and_teacher,
+                       variant_what)
 
-OPT_IN_WHAT = LABEL_WHAT + VARIANT_WHAT  # measured only when --what names them
+__all__ = ["BenchError", "add_bench_parser", "all_what", "format_table", "make_synthetic_datasets", "opt_in_what",
+           "run_bench"]
 
-__all__ = ["ALL_WHAT", "BenchError", "add_bench_parser", "format_table", "make_synthetic_datasets", "run_bench"]
+
+def opt_in_what() -> Tuple[str, ...]:
+    """Measurements made only when ``--what`` names them."""
+    return label_what() + variant_what()
 
 
 def _as_list(value, valid: Sequence[str], what: str) -> List[str]:
@@ -114,8 +121,9 @@ def run_bench(
             precision the device runs natively (bf16/fp16 on CUDA, bf16 on CPUs with AVX512-BF16 or AMX).
         size: square image side for training and synthetic conversion inputs (256; 64 with quick).
         batch_size: training batch and conversion batch (images per network call).
-        netG_pix2pix, netG_cyclegan: generators (unet_256 / resnet_9blocks; tiny nets with quick).
-        what: measurements among ALL_WHAT (default all).
+        netG_pix2pix, netG_cyclegan: generators of the methods trained on paired data and of those
+            trained on unpaired data (unet_256 / resnet_9blocks; tiny nets with quick).
+        what: measurements among :func:`all_what` and :func:`opt_in_what` (default: all_what()).
         data: a folder whose images (recursive, the first ``images``) are converted and used for the
             quality guard, as they are (a paired A|B file is translated whole); default synthetic JPEGs.
         images: images in the conversion folder (100; 6 with quick). Each window converts as many of
@@ -132,8 +140,8 @@ def run_bench(
         log: progress callback (default: lines on stderr).
         label_size: "WxH" of the synthetic class-ID maps of ``train-pix2pixhd`` (default: size x size).
         label_nc: classes of those maps (default 35, as Cityscapes).
-        compile: also measure the ``-compile`` variant of each requested pix2pix / CycleGAN
-            training and conversion measurement (see :mod:`translate.bench.variants`).
+        compile: also measure the ``-compile`` variant of each requested training and conversion
+            measurement that has one (see :mod:`translate.bench.variants`).
         ngf: generator width of the synthetic translators and training networks (default: the
             method's, 8 with quick), e.g. 16 for a slim_unet or mobile_resnet student.
 
@@ -151,12 +159,19 @@ def run_bench(
                          images=images, warmup=warmup, windows=windows, window_seconds=window_seconds,
                          checkpoint=checkpoint, quick=quick, num_workers=num_workers, seed=seed,
                          compile=compile)
-    settings.ngf = ngf
-    if ngf is not None and ngf < 1:
-        raise BenchError(f"--ngf must be >= 1, got {ngf}")
+    settings.ngf = _ngf(ngf)
     settings.label_size, settings.label_nc = _label_settings(label_size, label_nc)
+    result = _new_result(settings, list(sys.argv if argv is None else argv), log)
+    with tempfile.TemporaryDirectory(prefix="translate-bench-", ignore_cleanup_errors=True) as tmp:
+        _measure_all(Bench(settings, Path(tmp), log), result, log)
+    result["seconds"] = time.perf_counter() - t_start
+    return result
+
+
+def _new_result(settings: Settings, argv: List[str], log: Callable[[str], None]) -> Dict[str, Any]:
+    """The result document before any measurement: command, machine, settings (and a warning
+    when bf16 is asked for on a CPU that only emulates it)."""
     dev, precs = settings.device, settings.precisions
-    argv = list(sys.argv if argv is None else argv)
     result: Dict[str, Any] = {
         "command": shlex.join(argv), "argv": argv, "machine": machine_facts(dev), "settings": settings.to_json(),
         "peak": {}, "flops": {}, "rows": [], "quality": [],
@@ -165,29 +180,29 @@ def run_bench(
         result["warning"] = ("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 is emulated here and "
                              "is usually much slower than fp32")
         log(result["warning"])
-
-    tmp = Path(tempfile.mkdtemp(prefix="translate-bench-"))
-    bench = Bench(settings, tmp, log)
-    try:
-        for w in settings.what:
-            for prec in precs:
-                if w in FP32_ONLY and prec != "fp32":
-                    result.setdefault("notes", []).append(f"{w}: fp32 only (the runtimes run the fp32 graph); "
-                                                          f"{prec} skipped")
-                    continue
-                if w in VARIANT_WHAT:
-                    log(f"{w} {prec} ...")
-                    for row in measure_variant(bench, w, prec, result, log):
-                        result["rows"].append(_finish_row(w, prec, row, time.perf_counter(), result, log))
-                    continue
-                result["rows"].append(_measure(bench, w, prec, result, log))
-            if w in CONVERT_WHAT:
-                _quality_guard(bench, w, precs, result)
-        result["flops"] = bench.flops
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    result["seconds"] = time.perf_counter() - t_start
     return result
+
+
+def _measure_all(bench: Bench, result: Dict[str, Any], log: Callable[[str], None]) -> None:
+    """Every requested measurement in every precision, as rows of ``result``; the quality guard of
+    each conversion measurement; the FLOP counts."""
+    settings = bench.s
+    variants, convert_whats = variant_what(), convert_what()
+    for w in settings.what:
+        for prec in settings.precisions:
+            if w in FP32_ONLY and prec != "fp32":
+                result.setdefault("notes", []).append(f"{w}: fp32 only (the runtimes run the fp32 graph); "
+                                                      f"{prec} skipped")
+                continue
+            if w in variants:
+                log(f"{w} {prec} ...")
+                for row in measure_variant(bench, w, prec, result, log):
+                    result["rows"].append(_finish_row(w, prec, row, time.perf_counter(), result, log))
+                continue
+            result["rows"].append(_measure(bench, w, prec, result, log))
+        if w in convert_whats:
+            _quality_guard(bench, w, settings.precisions, result)
+    result["flops"] = bench.flops
 
 
 def _settings(*, device, precisions, size, batch_size, netG_pix2pix, netG_cyclegan, what, data, images,
@@ -202,15 +217,14 @@ def _settings(*, device, precisions, size, batch_size, netG_pix2pix, netG_cycleg
         raise BenchError(str(e)) from None
     doc = None
     if checkpoint:
-        from ..checkpoint import read_translator_json
-
         doc = read_translator_json(checkpoint)  # fail early with the checkpoint's own message
-    whats = _as_list(what, ALL_WHAT + OPT_IN_WHAT, "measurement") or list(ALL_WHAT)
+    every = all_what() + opt_in_what()
+    whats = _as_list(what, every, "measurement") or list(all_what())
     if not what and doc is not None and doc["provenance"].get("teacher"):
         whats += list(STUDENT_WHAT + RUNTIME_WHAT)  # a student: next to its teacher, and through each runtime
     if compile:
-        whats += [f"{w}-compile" for w in whats if f"{w}-compile" in COMPILE_WHAT]
-    whats = [w for w in ALL_WHAT + OPT_IN_WHAT if w in whats]  # peak first, in a fixed order
+        whats += [f"{w}-compile" for w in whats if f"{w}-compile" in compile_what()]
+    whats = [w for w in every if w in whats]  # peak first, in a fixed order
     whats = (["peak"] if "peak" in whats else []) + [w for w in whats if w != "peak"]
     if batch_size < 1:
         raise BenchError(f"batch size must be >= 1, got {batch_size}")
@@ -245,6 +259,12 @@ def _settings(*, device, precisions, size, batch_size, netG_pix2pix, netG_cycleg
     return settings
 
 
+def _ngf(ngf: Optional[int]) -> Optional[int]:
+    if ngf is not None and ngf < 1:
+        raise BenchError(f"--ngf must be >= 1, got {ngf}")
+    return ngf
+
+
 def _label_settings(label_size: Optional[str], label_nc: int):
     """(width, height) or None, and the class count, of ``train-pix2pixhd``."""
     if label_nc < 1:
@@ -271,7 +291,7 @@ def _measure(bench: Bench, w: str, prec: str, result: Dict[str, Any], log: Calla
                "flops_per_item": None, "achieved_flops_per_s": p["flops_per_s"],
                "peak_memory_bytes": None, "peak_memory_kind": None, "n": p["n"], "repeats": p["repeats"],
                "windows": p["windows"], "statistic": "best"}
-    elif w in TRAIN_WHAT + LABEL_WHAT:
+    elif w in train_what() + label_what():
         row = bench.train(w.split("-", 1)[1], prec)
     else:
         row = bench.convert(w.split("-", 1)[1], prec)
@@ -324,13 +344,14 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
                                                           "(default 256; 64 with --quick)")
     p.add_argument("--batch-size", type=int, default=1, help="training batch size and conversion batch size (default 1)")
     p.add_argument("--netG-pix2pix", default=None,
-                   help="pix2pix generator (default unet_256; a tiny unet with --quick; unet: as deep "
-                        "as --size allows)")
+                   help="generator of the methods trained on paired data, e.g. pix2pix (default unet_256; a tiny "
+                        "unet with --quick; unet: as deep as --size allows)")
     p.add_argument("--netG-cyclegan", default=None,
-                   help="CycleGAN generator (default resnet_9blocks; a tiny 2-block resnet with --quick)")
+                   help="generator of the methods trained on unpaired data, e.g. CycleGAN (default resnet_9blocks; "
+                        "a tiny 2-block resnet with --quick)")
     p.add_argument("--what", action="append", default=None, metavar="M[,M...]",
-                   help=f"measurements, repeatable or a comma list: {', '.join(ALL_WHAT)} (default all); opt-in: "
-                        f"{', '.join(OPT_IN_WHAT)}")
+                   help=f"measurements, repeatable or a comma list: {', '.join(all_what())} (default all); "
+                        f"opt-in: {', '.join(opt_in_what())}")
     p.add_argument("--data", default=None,
                    help="folder of real images to convert and to check quality on (recursive, the first "
                         "--images files, translated whole, e.g. ../shared/data/facades/test); default: "
@@ -353,12 +374,12 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and network initialisation (default 0)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the full result as JSON to OUT")
     p.add_argument("--label-size", default=None, metavar="WxH",
-                   help=f"size of the synthetic class-ID maps of {', '.join(LABEL_WHAT)} (opt-in with --what; "
+                   help=f"size of the synthetic class-ID maps of {', '.join(label_what())} (opt-in with --what; "
                         "default: --size square), e.g. 2048x1024")
     p.add_argument("--label-nc", type=int, default=35, help="classes of those maps (default 35)")
     p.add_argument("--compile", action="store_true",
-                   help="also measure each requested train-/convert- pix2pix and CycleGAN measurement with "
-                        "torch.compile (the -compile rows)")
+                   help="also measure each requested train-/convert- measurement that has a -compile row "
+                        f"({', '.join(compile_what())}) with torch.compile")
     p.add_argument("--ngf", type=int, default=None,
                    help="generator width of the synthetic translators and training nets (default: the method's)")
     p.add_argument("--quick", action="store_true",

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from ..runtime import compute_dtype, has_native_precision
+from ..version import __version__
 
 def cpu_model() -> str:
     try:
@@ -47,8 +48,6 @@ def machine_facts(device: torch.device) -> Dict[str, Any]:
         info["tf32_matmul"] = bool(torch.backends.cuda.matmul.allow_tf32)
         info["tf32_conv"] = bool(torch.backends.cudnn.allow_tf32)
     try:
-        from ..version import __version__
-
         info["translate"] = __version__
     except ImportError:  # pragma: no cover
         pass

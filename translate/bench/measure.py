@@ -19,18 +19,60 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..errors import ArgumentError
-from .machine import PeakMemory, matmul_peak, sync
-from .synthetic import make_synthetic_datasets
+from torch.utils.flop_counter import FlopCounterMode
 
-TRAIN_WHAT = ("train-pix2pix", "train-cyclegan")
-TRAIN_WHAT += ("train-cut", "train-fastcut")  # one-sided unpaired methods, same generator as CycleGAN
-CONVERT_WHAT = ("convert-pix2pix", "convert-cyclegan")
-ALL_WHAT = TRAIN_WHAT + CONVERT_WHAT + ("peak",)
-# Opt-in measurements (not part of the default run): pix2pixHD training on synthetic class-ID
-# label maps of --label-size (W x H, default --size square) with --label-nc classes.
-LABEL_WHAT = ("train-pix2pixhd",)
-PRECISIONS = ("fp32", "bf16", "fp16")
+from ..checkpoint import read_translator_json, save_translator
+from ..config import RunConfig, default_config
+from ..data.discover import list_images
+from ..data.io import read_image, write_image
+from ..errors import ArgumentError
+from ..methods import BenchSpec, get_method, list_methods
+from ..methods.common import generator_kwargs
+from ..models import build_generator
+from ..nn import init_weights
+from ..training.pipeline import (EpochSampler, add_losses, build_trainables, build_training_dataset, check_compile,
+                                 compile_train_nets, make_loader, preprocessing_record, resolve_num_workers)
+from ..translator import Translator
+from .machine import PeakMemory, matmul_peak, sync
+from .synthetic import make_synthetic_datasets, synthetic_image
+
+# The rows come from the method registry: ``train-NAME`` for every method that declares how the
+# benchmark measures it (translate.methods.BenchSpec), ``convert-NAME`` for those with conversion
+# directions. They are computed when asked, so a method registered later has its rows too.
+
+
+def benched_methods() -> List[str]:
+    """The methods the benchmark can train (those that declare a BenchSpec)."""
+    return [name for name in list_methods() if get_method(name).bench is not None]
+
+
+def bench_spec(method: str) -> BenchSpec:
+    return get_method(method).bench
+
+
+def train_what() -> Tuple[str, ...]:
+    """The training rows of the default run."""
+    return tuple(f"train-{m}" for m in benched_methods() if bench_spec(m).default)
+
+
+def label_what() -> Tuple[str, ...]:
+    """Opt-in training rows (``--what``), e.g. pix2pixHD on synthetic class-ID label maps of
+    --label-size (W x H, default --size square) with --label-nc classes."""
+    return tuple(f"train-{m}" for m in benched_methods() if not bench_spec(m).default)
+
+
+def convert_methods() -> List[str]:
+    """The methods with a conversion row (a random-init translator of their directions)."""
+    return [m for m in benched_methods() if bench_spec(m).convert]
+
+
+def convert_what() -> Tuple[str, ...]:
+    return tuple(f"convert-{m}" for m in convert_methods())
+
+
+def all_what() -> Tuple[str, ...]:
+    """The measurements of the default run."""
+    return train_what() + convert_what() + ("peak",)
 
 
 class BenchError(ArgumentError):
@@ -87,40 +129,40 @@ def median(xs: Sequence[float]) -> float:
     return float(statistics.median(xs))
 
 
-def run_config(method: str, s: Settings, precision: str, data_root: Path):
-    from ..config import MODEL_CONFIGS, RunConfig
+def _known(method: str, values: Dict[str, Any]) -> Dict[str, Any]:
+    """``values`` without the keys the method's model section does not have (e.g. no ndf without a
+    discriminator)."""
+    known = {f.name for f in dataclasses.fields(get_method(method).config_class)}
+    return {k: v for k, v in values.items() if k in known}
 
-    model: Dict[str, Any] = {"netG": s.netG_pix2pix if method == "pix2pix" else s.netG_cyclegan}
-    if model["netG"] == "unet":  # as deep as the size allows
-        model["num_downs"] = max(1, int(math.log2(s.size)))
-    if model["netG"] == "resnet" and s.quick:
-        model["n_blocks"] = 2
+
+def run_config(method: str, s: Settings, precision: str, data_root: Path):
+    """The run configuration of ``train-METHOD``: ``--netG-pix2pix`` for methods trained on paired
+    data, ``--netG-cyclegan`` for unpaired ones, small widths and the method's own overrides with
+    ``--quick``; class-ID maps at their full size (no resize, no crop) for label benchmarks."""
+    cls = get_method(method)
+    model: Dict[str, Any] = {}
+    labels = cls.bench.data == "labels"
+    if not labels:
+        model["netG"] = s.netG_pix2pix if cls.data == "paired" else s.netG_cyclegan
+        if model["netG"] == "unet":  # as deep as the size allows
+            model["num_downs"] = max(1, int(math.log2(s.size)))
+        if model["netG"] == "resnet" and s.quick:
+            model["n_blocks"] = 2
     if s.quick:
-        model.update(ngf=8, ndf=8, n_layers_D=2)
+        model.update({"ngf": 8, "ndf": 8, "n_layers_D": 2, **cls.bench.quick})
     if s.ngf:
         model["ngf"] = s.ngf
-    if method in ("cut", "fastcut") and model["netG"] == "resnet" and s.quick:
-        model["nce_layers"] = "0,2,3,4,5"  # the paper's layers, with the last block of the 2-block resnet
-    d = RunConfig(method=method, model=MODEL_CONFIGS[method]()).to_dict()
+    d = default_config(method).to_dict()
     d["name"] = "bench"
-    d["data"].update(root=str(data_root), load_size=max(s.size, round(s.size * 286 / 256)), crop_size=s.size,
-                     num_workers=s.num_workers)
-    d["model"].update(model)
-    d["loop"].update(batch_size=s.batch_size, device=str(s.device), precision=precision, seed=s.seed)
-    return RunConfig.from_dict(d)
-
-
-def label_run_config(s: Settings, precision: str, data_root: Path):
-    """pix2pixHD on class-ID maps at their full size (no resize, no crop), the paper's networks."""
-    from ..config import MODEL_CONFIGS, RunConfig
-
-    d = RunConfig(method="pix2pixhd", model=MODEL_CONFIGS["pix2pixhd"]()).to_dict()
-    d["name"] = "bench"
-    w, h = label_size(s)
-    d["data"].update(root=str(data_root), preprocess="none", load_size=max(w, h), crop_size=min(w, h),
-                     num_workers=s.num_workers, label_nc=s.label_nc)
-    if s.quick:
-        d["model"].update(ngf=8, ndf=8, n_layers_D=2, num_D=2, n_blocks_global=2, n_downsample_global=2)
+    if labels:
+        w, h = label_size(s)
+        d["data"].update(root=str(data_root), preprocess="none", load_size=max(w, h), crop_size=min(w, h),
+                         num_workers=s.num_workers, label_nc=s.label_nc)
+    else:
+        d["data"].update(root=str(data_root), load_size=max(s.size, round(s.size * 286 / 256)), crop_size=s.size,
+                         num_workers=s.num_workers)
+    d["model"].update(_known(method, model))
     d["loop"].update(batch_size=s.batch_size, device=str(s.device), precision=precision, seed=s.seed)
     return RunConfig.from_dict(d)
 
@@ -132,9 +174,6 @@ def label_size(s: Settings) -> Tuple[int, int]:
 def make_label_dataset(root: Path, width: int, height: int, n: int, label_nc: int, seed: int) -> Path:
     """A paired a_b folder of synthetic class-ID maps (``train/A/k.png``, 8-bit gray, blocks of IDs
     0..label_nc-1) and photos (``train/B/k.jpg``) of ``width`` x ``height``."""
-    from ..data.io import write_image
-    from .synthetic import synthetic_image
-
     rng = np.random.default_rng(seed)
     for k in range(n):
         ids = np.zeros((height, width), np.uint8)
@@ -147,8 +186,6 @@ def make_label_dataset(root: Path, width: int, height: int, n: int, label_nc: in
 
 
 def flop_count(fn: Callable[[], Any]) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False) as counter:
         fn()
     return int(counter.get_total_flops())
@@ -157,8 +194,6 @@ def flop_count(fn: Callable[[], Any]) -> int:
 def generator_forward_flops(arch: str, config: Dict[str, Any], shape: Tuple[int, ...]) -> Optional[int]:
     """FLOPs of one generator forward for an input of ``shape``, counted on the meta device
     (no compute); None when the network cannot run on meta tensors."""
-    from ..models import build_generator
-
     try:
         with torch.device("meta"):
             net = build_generator(arch, **config)
@@ -210,8 +245,6 @@ class Bench:
 
     def conversion_files(self) -> List[Path]:
         if not self.convert_files:
-            from ..data.discover import list_images
-
             folder = self.s.data if self.s.data is not None else self.datasets()["convert"]
             files = list_images(folder)[: self.s.images]
             if not files:
@@ -225,24 +258,16 @@ class Bench:
             return self.translators[method]
         s = self.s
         if s.checkpoint is not None:
-            from ..checkpoint import read_translator_json
-
             doc = read_translator_json(s.checkpoint)
             if doc["method"] == method:
                 self.translators[method] = (Path(doc["_folder"]), f"checkpoint {s.checkpoint}")
                 return self.translators[method]
-        from ..checkpoint import save_translator
-        from ..methods.pix2pix import generator_kwargs
-        from ..models import build_generator
-        from ..nn import init_weights
-        from ..training.pipeline import preprocessing_record
-
         cfg = run_config(method, s, "fp32", self.tmp)
         m = cfg.model
         with fork_rng(s.device):
             torch.manual_seed(s.seed)
             gens = {}
-            directions = ("a2b",) if method == "pix2pix" else ("a2b", "b2a")
+            directions = bench_spec(method).convert
             for direction in directions:
                 net = build_generator(m.netG, **generator_kwargs(m, cfg.data.input_nc, cfg.data.output_nc))
                 # Xavier (gain 1) rather than the training init N(0, 0.02): the outputs then span
@@ -250,15 +275,13 @@ class Bench:
                 init_weights(net, "xavier", 1.0)
                 gens[direction] = net
         folder = save_translator(self.tmp / f"translator_{method}", method, gens,
-                                 preprocessing_record(cfg, gens["a2b"].size_multiple),
+                                 preprocessing_record(cfg, gens[directions[0]].size_multiple),
                                  {"run": "bench", "weights": "random-init"})
         self.translators[method] = (folder, "random-init (xavier, gain 1)")
         return self.translators[method]
 
     def direction(self, folder: Path) -> str:
         """The direction a translator folder is measured in: a2b when it has it, else its only one."""
-        from ..checkpoint import read_translator_json
-
         gens = read_translator_json(folder)["generators"]
         return "a2b" if "a2b" in gens else next(iter(gens))
 
@@ -268,76 +291,83 @@ class Bench:
         return matmul_peak(s.device, precision, s.matmul_size, s.matmul_seconds, s.quick)
 
     # -- training
+    def train_config(self, method: str, precision: str):
+        """The run configuration of ``train-METHOD`` on its synthetic data."""
+        spec = bench_spec(method)
+        if spec.data == "labels":
+            return run_config(method, self.s, precision, self.label_dataset())
+        return run_config(method, self.s, precision, self.datasets()[get_method(method).data])
+
     def train(self, method: str, precision: str, compile: bool = False) -> Dict[str, Any]:
         """Training speed of ``method``; with ``compile`` the nets go through ``torch.compile`` after
-        the FLOP-counting first step (eager), and the first compiled step is timed apart."""
-        from ..training.pipeline import (EpochSampler, add_losses, build_trainables, build_training_dataset,
-                                         check_compile, compile_train_nets, make_loader, resolve_num_workers)
+        the FLOP-counting first step (eager), and the first compiled step is timed apart.
 
-        s, device = self.s, self.s.device
-        if method == "pix2pixhd":
-            cfg = label_run_config(s, precision, self.label_dataset())
-        else:
-            data_root = self.datasets()["paired" if method == "pix2pix" else "unpaired"]
-            cfg = run_config(method, s, precision, data_root)
-        loop, d = cfg.loop, cfg.data
-        mem = PeakMemory(device)
-        with fork_rng(device), mem:
-            parts = build_trainables(cfg, device)
-            m = parts.method
-            dataset = build_training_dataset(cfg, m.size_multiple)
-            num_workers = resolve_num_workers(d.num_workers)
-            sampler = EpochSampler(len(dataset), loop.seed)
-            loader = make_loader(dataset, sampler, loop.batch_size, num_workers, device)
-
-            def endless():
-                for epoch in count():
-                    sampler.set_epoch(epoch)
-                    yield from loader
-
-            batches = endless()
-            sums: Dict[str, torch.Tensor] = {}
-
-            for net in m.nets.values():
-                net.train()  # as in the training loop: once, before the steps
-
-            def step() -> int:
-                batch = next(batches)
-                add_losses(sums, parts.step(batch))  # what the loop does with the losses between logs
-                return batch["a"].shape[0]
-
-            prepare = None
-            if compile:
-                check_compile(device, distributed=False)
-                prepare = lambda: compile_train_nets(m)  # noqa: E731
-            try:
-                res = self._time_steps(step, per_step_items=method != "cyclegan", prepare=prepare)
-            finally:
-                batches.close()
-                del batches, loader
-                gc.collect()
-            gen = m.nets["gen_a2b"]
-            w, h = label_size(s) if method == "pix2pixhd" else (s.size, s.size)
+        A row counts what the method's :class:`BenchSpec` says one step counts: images (img/s,
+        FLOPs per image) or iterations (it/s, FLOPs per step)."""
+        s, spec = self.s, bench_spec(method)
+        cfg = self.train_config(method, precision)
+        mem = PeakMemory(s.device)
+        with fork_rng(s.device), mem:
+            res, gen, num_workers = self._train_steps(cfg, spec.counts == "images", compile)
+            w, h = label_size(s) if spec.data == "labels" else (s.size, s.size)
             gen_flops = generator_forward_flops(gen.arch, gen.config, (1, gen.config["input_nc"], h, w))
-            del m, parts, dataset
         step_flops = res.pop("step_flops")
-        key = method
-        self.flops.setdefault(key, {})
         net_g = getattr(cfg.model, "netG", gen.arch)
-        self.flops[key].update({"netG": net_g, "generator": gen.arch,
-                                "generator_forward_flops_per_image": gen_flops,
-                                "train_step_flops": step_flops, "train_step_batch": s.batch_size,
-                                "train_size": s.size if method != "pix2pixhd" else list(label_size(s))})
-        if method in ("pix2pix", "pix2pixhd"):
+        self.flops.setdefault(method, {}).update({
+            "netG": net_g, "generator": gen.arch, "generator_forward_flops_per_image": gen_flops,
+            "train_step_flops": step_flops, "train_step_batch": s.batch_size,
+            "train_size": list(label_size(s)) if spec.data == "labels" else s.size})
+        if spec.counts == "images":
             res.update(metric="training images/s", unit="img/s", flops_per_item=step_flops / s.batch_size)
         else:
             res.update(metric="training iterations/s", unit="it/s", flops_per_item=step_flops,
                        images_per_iteration=s.batch_size)
         res.update(peak_memory_bytes=mem.peak, peak_memory_kind=mem.kind, num_workers=num_workers,
                    netG=net_g, generator=gen.arch, compile=compile)
-        if method == "pix2pixhd":
+        if spec.data == "labels":
             res.update(label_size=list(label_size(s)), label_nc=s.label_nc)
         return res
+
+    def _train_steps(self, cfg, count_images: bool, compile: bool):
+        """Time training steps of ``cfg`` through the training data path, as the loop runs them.
+
+        Returns:
+            (timing of :meth:`_time_steps`, the first generator, loader worker count).
+        """
+        loop, d, device = cfg.loop, cfg.data, self.s.device
+        parts = build_trainables(cfg, device)
+        m = parts.method
+        dataset = build_training_dataset(cfg, m.size_multiple)
+        num_workers = resolve_num_workers(d.num_workers)
+        sampler = EpochSampler(len(dataset), loop.seed)
+        loader = make_loader(dataset, sampler, loop.batch_size, num_workers, device)
+
+        def endless():
+            for epoch in count():
+                sampler.set_epoch(epoch)
+                yield from loader
+
+        batches = endless()
+        sums: Dict[str, torch.Tensor] = {}
+        for net in m.nets.values():
+            net.train()  # as in the training loop: once, before the steps
+
+        def step() -> int:
+            batch = next(batches)
+            add_losses(sums, parts.step(batch))  # what the loop does with the losses between logs
+            return batch["a"].shape[0]
+
+        prepare = None
+        if compile:
+            check_compile(device, distributed=False)
+            prepare = lambda: compile_train_nets(m)  # noqa: E731
+        try:
+            res = self._time_steps(step, per_step_items=count_images, prepare=prepare)
+        finally:
+            batches.close()
+            del batches, loader
+            gc.collect()
+        return res, m.nets[next(iter(m.generators.values()))], num_workers
 
     def _time_steps(self, step: Callable[[], int], per_step_items: bool,
                     prepare: Optional[Callable[[], None]] = None) -> Dict[str, Any]:
@@ -416,8 +446,6 @@ class Bench:
             key: where the guard outputs are kept (``guard_outputs[key]``); default "<method>_<precision>".
             load_kw: more :meth:`Translator.load` arguments (backend, onnx, compile, memory_format).
         """
-        from ..translator import Translator
-
         s, device = self.s, self.s.device
         if folder is None:
             folder, weights = self.translator(method)
@@ -483,8 +511,6 @@ class Bench:
     def _conversion_flops(self, entry: Dict[str, Any], files: List[Path], size_multiple: int,
                           c_in: int) -> Optional[float]:
         """Mean generator-forward FLOPs per image of ``files``, each at its padded size."""
-        from ..data.io import read_image
-
         shapes: Dict[Tuple[int, ...], int] = {}
         for path in files:
             if path not in self._shape_cache:
@@ -505,8 +531,6 @@ class Bench:
     def reference(self, method: str) -> Path:
         """The fp32 torch guard outputs of ``method``'s translator (made now when fp32 was not measured)."""
         if f"{method}_fp32" not in self.guard_outputs:
-            from ..translator import Translator
-
             folder, _ = self.translator(method)
             t = Translator.load(folder, device=self.s.device, precision="fp32")
             out = self.tmp / "out" / f"{method}_fp32" / "guard"
@@ -523,9 +547,6 @@ class Bench:
 def psnr_folders(ref_dir: Path, test_dir: Path) -> Dict[str, Any]:
     """PSNR (dB, 8-bit) of the images of ``test_dir`` against those of ``ref_dir`` (same relative
     paths); ``psnr_db`` is None when they are identical."""
-    from ..data.discover import list_images
-    from ..data.io import read_image
-
     se, count_px, n_img = 0.0, 0, 0
     for ref in list_images(ref_dir):
         a = read_image(ref).astype(np.float64)

@@ -7,7 +7,10 @@ import math
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from .measure import CONVERT_WHAT
+from ..fsutil import atomic_write_text
+from ..methods import get_method
+from .measure import bench_spec, benched_methods, convert_what
+
 
 def fmt_value(v: Optional[float], unit: str = "") -> str:
     if v is None:
@@ -69,7 +72,7 @@ def format_table(result: Dict[str, Any]) -> str:
             psnr_text = "identical" if r.get("psnr_identical") else "-" if psnr is None else f"{psnr:.1f} dB"
         elif r.get("psnr_reference") or r.get("role") == "teacher":
             psnr_text = "ref"  # the outputs the other rows are compared with
-        elif r["measurement"] in CONVERT_WHAT:
+        elif r["measurement"] in convert_what():
             if r["precision"] == "fp32":
                 psnr_text = "ref" if len(result["settings"]["precisions"]) > 1 else "-"
             elif "psnr_vs_fp32_db" in r:
@@ -110,7 +113,7 @@ def format_table(result: Dict[str, Any]) -> str:
         notes.append(f"{method}: {f['netG']} forward {fmt_flops(g)}FLOP/image at {f['train_size']}px, "
                      f"train step {fmt_flops(f['train_step_flops'])}FLOP (batch {f['train_step_batch']}, "
                      "counted with FlopCounterMode)")
-    notes.extend(relative_to_cyclegan(result["rows"]))
+    notes.extend(relative_training_notes(result["rows"]))
     kinds = {r.get("peak_memory_kind") for r in result["rows"] if r.get("peak_memory_kind")}
     if kinds & {"cpu_peak_rss_delta", "cpu_sampled_rss_delta", "cpu_maxrss_delta"}:
         notes.append("peak mem on CPU: growth of this process's peak RSS during the measurement "
@@ -131,8 +134,6 @@ def json_safe(obj):
 
 def write_json(result: Dict[str, Any], path) -> Path:
     """Write ``result`` as JSON (non-finite numbers as null), atomically; returns the path."""
-    from ..fsutil import atomic_write_text
-
     out = Path(path)
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -140,19 +141,23 @@ def write_json(result: Dict[str, Any], path) -> Path:
     return out
 
 
-def relative_to_cyclegan(rows) -> list:
-    """Notes comparing each one-sided method's training row with CycleGAN's in the same precision:
-    seconds per iteration and peak memory as multiples of CycleGAN's."""
-    base = {r["precision"]: r for r in rows if r["measurement"] == "train-cyclegan" and r.get("value")}
+def relative_training_notes(rows) -> list:
+    """Notes comparing the training row of each method whose BenchSpec names ``compare_with`` with
+    that method's row in the same precision (both in iterations): seconds per iteration and peak
+    memory as multiples of the other's (e.g. CUT and FastCUT next to CycleGAN)."""
+    trains = {f"train-{m}": bench_spec(m).compare_with for m in benched_methods() if bench_spec(m).compare_with}
+    by_key = {(r["measurement"], r["precision"]): r for r in rows if r.get("value")}
     notes = []
     for r in rows:
-        c = base.get(r["precision"])
-        if r["measurement"] not in ("train-cut", "train-fastcut") or c is None or not r.get("value"):
+        other = trains.get(r["measurement"])
+        c = by_key.get((f"train-{other}", r["precision"])) if other else None
+        if c is None or not r.get("value"):
             continue
+        title = get_method(other).title
         text = (f"{r['measurement']} {r['precision']}: {1 / r['value']:.3f} s/iteration, "
-                f"{c['value'] / r['value']:.2f}x CycleGAN's {1 / c['value']:.3f} s")
+                f"{c['value'] / r['value']:.2f}x {title}'s {1 / c['value']:.3f} s")
         if r.get("peak_memory_bytes") and c.get("peak_memory_bytes"):
-            text += f"; peak memory {r['peak_memory_bytes'] / c['peak_memory_bytes']:.2f}x CycleGAN's"
+            text += f"; peak memory {r['peak_memory_bytes'] / c['peak_memory_bytes']:.2f}x {title}'s"
         notes.append(text)
     return notes
 

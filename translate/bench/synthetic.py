@@ -7,6 +7,8 @@ from typing import Dict
 
 import numpy as np
 
+from ..data.io import write_image
+
 def synthetic_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A smooth, photo-like RGB uint8 image: low-frequency colour fields, a few shapes, grain."""
     import cv2
@@ -26,8 +28,6 @@ def synthetic_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 def write_jpeg(path: Path, rgb: np.ndarray) -> None:
-    from ..data.io import write_image
-
     write_image(path, rgb, quality=95)
 
 

@@ -1,15 +1,21 @@
 """Opt-in measurements (``--what``) that compare ways of running the same work:
 
-- ``train-pix2pix-compile`` / ``train-cyclegan-compile``: training with ``--compile`` (the nets
-  that ``train_step`` calls go through ``torch.compile``). FLOPs are counted on the first, eager
-  step; the first compiled step (compilation included) is reported apart as ``first_step_seconds``.
-- ``convert-pix2pix-compile`` / ``convert-cyclegan-compile``: conversion with
-  ``Translator.load(compile=True)``; the warm-up includes compilation (``load_seconds`` does not).
-- ``convert-pix2pix-channels-last`` / ``convert-cyclegan-channels-last``: conversion with the
-  generators and their inputs in channels_last (``memory_format="channels_last"``).
-- ``convert-backends``: the same translator and images through the torch, onnxruntime and
-  OpenVINO backends and an int8 onnxruntime model (``translate export --quantize int8``
-  calibrated on the conversion images); fp32 only.
+For each method with a conversion row (``convert-NAME``, from the method registry; pix2pix and
+CycleGAN among the built-in ones):
+
+- ``train-NAME-compile``: training with ``--compile`` (the nets that ``train_step`` calls go
+  through ``torch.compile``). FLOPs are counted on the first, eager step; the first compiled step
+  (compilation included) is reported apart as ``first_step_seconds``.
+- ``convert-NAME-compile``: conversion with ``Translator.load(compile=True)``; the warm-up
+  includes compilation (``load_seconds`` does not).
+- ``convert-NAME-channels-last``: conversion with the generators and their inputs in
+  channels_last (``memory_format="channels_last"``).
+
+And:
+
+- ``convert-backends``: the same translator and images through every backend of
+  :func:`translate.runtimes.list_backends` installed here and an int8 onnxruntime model
+  (``translate export --quantize int8`` calibrated on the conversion images); fp32 only.
 - ``convert-student``: with ``--checkpoint STUDENT`` (a ``translate distill`` translator), the
   student and the teacher its translator names, on the same images, in the teacher's direction.
 
@@ -22,18 +28,32 @@ from __future__ import annotations
 import importlib.util
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
-from ..export import ExportError
-from .measure import Bench, BenchError, psnr_folders
+from ..checkpoint import CheckpointError, read_translator_json
+from ..export import quantize_int8
+from ..runtimes import BACKENDS, ExportError
+from ..runtimes.onnx import generator_to_onnx
+from ..translator import Translator
+from .measure import Bench, BenchError, bench_spec, convert_methods, psnr_folders
 
-COMPILE_WHAT = ("train-pix2pix-compile", "train-cyclegan-compile", "convert-pix2pix-compile",
-                "convert-cyclegan-compile")
-LAYOUT_WHAT = ("convert-pix2pix-channels-last", "convert-cyclegan-channels-last")
 RUNTIME_WHAT = ("convert-backends",)
 STUDENT_WHAT = ("convert-student",)
-VARIANT_WHAT = COMPILE_WHAT + LAYOUT_WHAT + RUNTIME_WHAT + STUDENT_WHAT
 FP32_ONLY = RUNTIME_WHAT  # the runtimes run the fp32 graph
+
+
+def compile_what() -> Tuple[str, ...]:
+    methods = convert_methods()
+    return tuple(f"train-{m}-compile" for m in methods) + tuple(f"convert-{m}-compile" for m in methods)
+
+
+def layout_what() -> Tuple[str, ...]:
+    return tuple(f"convert-{m}-channels-last" for m in convert_methods())
+
+
+def variant_what() -> Tuple[str, ...]:
+    """The opt-in measurements of this module."""
+    return compile_what() + layout_what() + RUNTIME_WHAT + STUDENT_WHAT
 
 
 def _method(w: str) -> str:
@@ -41,11 +61,10 @@ def _method(w: str) -> str:
 
 
 def checkpoint_method(bench: Bench) -> str:
-    """The method whose translator ``convert-backends`` runs: the checkpoint's, else pix2pix."""
+    """The method whose translator ``convert-backends`` runs: the checkpoint's, else the first
+    method whose conversion translator has one generator (an ONNX file holds one)."""
     if bench.s.checkpoint is None:
-        return "pix2pix"
-    from ..checkpoint import read_translator_json
-
+        return next(m for m in convert_methods() if len(bench_spec(m).convert) == 1)
     return read_translator_json(bench.s.checkpoint)["method"]
 
 
@@ -55,8 +74,6 @@ def student_and_teacher(checkpoint) -> Dict[str, Any]:
     Raises:
         BenchError: no checkpoint, a checkpoint that names no teacher, or a teacher folder that is gone.
     """
-    from ..checkpoint import CheckpointError, read_translator_json
-
     if checkpoint is None:
         raise BenchError("convert-student needs --checkpoint STUDENT (a translator made by translate distill)")
     doc = read_translator_json(checkpoint)
@@ -84,11 +101,12 @@ def measure_variant(bench: Bench, w: str, prec: str, result: Dict[str, Any],
 
 def _variant_rows(bench: Bench, w: str, prec: str, result: Dict[str, Any],
                   log: Callable[[str], None]) -> List[Dict[str, Any]]:
-    if w in COMPILE_WHAT and w.startswith("train-"):
+    compiled = compile_what()
+    if w in compiled and w.startswith("train-"):
         return [{**bench.train(_method(w), prec, compile=True), "variant": "compile"}]
-    if w in COMPILE_WHAT or w in LAYOUT_WHAT:
+    if w in compiled or w in layout_what():
         method = _method(w)
-        variant = "compile" if w in COMPILE_WHAT else "channels_last"
+        variant = "compile" if w in compiled else "channels_last"
         kw = {"compile": True} if variant == "compile" else {"memory_format": "channels_last"}
         row = bench.convert(method, prec, key=f"{method}_{prec}_{variant}", **kw)
         ref = bench.reference(method)
@@ -115,18 +133,20 @@ def _quality(ref_dir: Path, test_dir: Path, reference: str) -> Dict[str, Any]:
 
 
 def _backends(bench: Bench, result: Dict[str, Any], log: Callable[[str], None]) -> List[Dict[str, Any]]:
-    """torch, onnxruntime, OpenVINO and int8 onnxruntime conversion of the same translator and images."""
+    """Conversion of the same translator and images with every backend (torch, onnxruntime, OpenVINO) and
+    an int8 onnxruntime model."""
     method = checkpoint_method(bench)
     folder, weights = bench.translator(method)
     rows = [{**_timed(bench.convert, method, "fp32"), "backend": "torch", "psnr_reference": "fp32 torch"}]
     ref = bench.reference(method)
     notes = result.setdefault("notes", [])
-    runtimes = [b for b in ("onnxruntime", "openvino") if importlib.util.find_spec(b) is not None]
+    onnx_backends = [b for b in BACKENDS.values() if b.runs_onnx]
+    runtimes = [b.name for b in onnx_backends if b.available()]
     onnx_file = _export_once(bench, folder, log) if runtimes else None
-    for backend in ("onnxruntime", "openvino"):
+    for b in onnx_backends:
+        backend = b.name
         if backend not in runtimes:
-            notes.append(f"convert-backends: {backend} is not installed here; its row was skipped "
-                         f"(pip install 'translate-images[{'export' if backend == 'onnxruntime' else 'openvino'}]')")
+            notes.append(f"convert-backends: {backend} is not installed here; its row was skipped ({b.install_hint})")
             continue
         log(f"convert-backends {backend} ...")
         key = f"{method}_{backend}"
@@ -148,9 +168,6 @@ def _backends(bench: Bench, result: Dict[str, Any], log: Callable[[str], None]) 
 def _export_once(bench: Bench, folder: Path, log: Callable[[str], None]) -> Path:
     """The translator's generator as one fp32 ONNX file, shared by the runtime rows (each still
     checks it against PyTorch when it loads it)."""
-    from ..export import generator_to_onnx
-    from ..translator import Translator
-
     direction = bench.direction(folder)
     t = Translator.load(folder, device="cpu", precision="fp32")
     log("convert-backends: exporting the fp32 ONNX graph ...")
@@ -161,8 +178,6 @@ def _export_once(bench: Bench, folder: Path, log: Callable[[str], None]) -> Path
 
 def _int8(bench: Bench, method: str, folder: Path, ref: Path, onnx_file: Path,
           log: Callable[[str], None]) -> Dict[str, Any]:
-    from ..export import quantize_int8
-
     s = bench.s
     calibration = s.data if s.data is not None else bench.datasets()["convert"]
     files = bench.conversion_files()

@@ -3,7 +3,7 @@
 Typical use::
 
     from translate.data import build_dataset
-    ds = build_dataset("datasets/facades", "pix2pix", direction="BtoA")
+    ds = build_dataset("datasets/facades", "paired", direction="BtoA")
     ds.set_epoch(0)
     item = ds[0]          # {"a": (3, 256, 256) in [-1, 1], "b": ..., "path_a", "path_b"}
 """
@@ -34,10 +34,10 @@ from .paired import PairedDataset
 from .transforms import PREPROCESS_MODES, PairedTransform, build_transform
 from .unpaired import UnpairedDataset
 
-METHODS = ("pix2pix", "cyclegan")
+DATA_KINDS = ("paired", "unpaired")  # what a training method trains on (translate.methods)
 
 __all__ = [
-    "DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "LAYOUTS", "METHODS", "PREPROCESS_MODES",
+    "DATA_KINDS", "DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "LAYOUTS", "PREPROCESS_MODES",
     "DatasetError", "ImageInfo", "ImageReadError", "Layout", "PairedDataset", "PairedTransform",
     "UnpairedDataset", "build_dataset", "build_transform", "check_data", "detect_layout",
     "format_report", "image_to_tensor", "list_images", "list_splits", "match_pairs",
@@ -45,22 +45,21 @@ __all__ = [
 ]
 
 
-def build_dataset(root, method: str, **kwargs):
-    """Builds the training dataset a method needs.
+def build_dataset(root, kind: str, **kwargs):
+    """Builds a training dataset of the kind a method trains on.
 
     Args:
         root: Dataset folder.
-        method: "pix2pix" -> :class:`PairedDataset` (layouts ab and a_b);
-            "cyclegan" -> :class:`UnpairedDataset` (layout unpaired, or a_b used as two
+        kind: "paired" -> :class:`PairedDataset` (layouts ab and a_b);
+            "unpaired" -> :class:`UnpairedDataset` (layout unpaired, or a_b used as two
             unpaired folders).
         **kwargs: Passed to the dataset class (split, direction, preprocess, seed, ...).
 
     Raises:
-        ValueError: Unknown method.
-        DatasetError: The folder's layout does not suit the method (the message says why).
+        ValueError: Unknown kind.
+        DatasetError: The folder's layout does not suit the kind (the message says why).
     """
-    if method == "pix2pix":
-        return PairedDataset(root, **kwargs)
-    if method == "cyclegan":
-        return UnpairedDataset(root, **kwargs)
-    raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    classes = {"paired": PairedDataset, "unpaired": UnpairedDataset}
+    if kind not in classes:
+        raise ValueError(f"unknown data kind {kind!r}; valid: {', '.join(DATA_KINDS)}")
+    return classes[kind](root, **kwargs)

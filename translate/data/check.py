@@ -24,6 +24,7 @@ from .discover import (
     pair_up,
 )
 from .io import ImageReadError, read_image
+from .labels import id_counts
 
 PathLike = Union[str, os.PathLike]
 _SIZES_SHOWN = 5
@@ -152,8 +153,6 @@ def _label_sides(entry: dict, found, label_nc: Optional[int]) -> None:
     A side holds label maps when all its images are single-channel; with ``label_nc`` and no such
     side, side A is read as label maps (e.g. palette PNGs, whose indices are the IDs).
     """
-    from .labels import id_counts
-
     sides = {name: stats for name, stats in entry["sides"].items() if name in ("A", "B")}
     gray = [name for name, stats in sides.items()
             if stats["readable"] and set(stats["modes"]) <= {"gray", "gray 16-bit"}]

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from .discover import list_images
 from .transforms import nearest_resize as resize_nearest  # noqa: F401 - part of this module's API
 
 PathLike = Union[str, os.PathLike]
@@ -171,8 +172,6 @@ def match_instances(label_files: Sequence[Path], label_folder: Path, inst_folder
     Raises:
         LabelError: listing label files without an instance map.
     """
-    from .discover import list_images
-
     keyed = {p.relative_to(inst_folder).with_suffix("").as_posix(): p for p in list_images(inst_folder)}
     out, missing = [], []
     for f in label_files:

@@ -1,4 +1,5 @@
-"""Helpers shared by the training methods: the image history pool, freezing, optimizers, schedules."""
+"""Helpers shared by the training methods: the image history pool, freezing, network arguments, optimizers,
+schedules."""
 
 from __future__ import annotations
 
@@ -96,6 +97,28 @@ def discriminator_loss(disc, disc_raw: nn.Module, real: torch.Tensor, fake: torc
         loss = loss + lambda_gp * gp
         losses["gp"] = gp
     return loss, losses, pred_real
+
+
+def generator_kwargs(cfg, input_nc: int, output_nc: int) -> dict:
+    """Constructor arguments of the generator described by a model config."""
+    kw = dict(input_nc=input_nc, output_nc=output_nc, ngf=cfg.ngf, norm=cfg.norm, use_dropout=cfg.use_dropout)
+    if cfg.netG == "unet":
+        kw["num_downs"] = cfg.num_downs
+    if cfg.netG == "resnet":
+        kw["n_blocks"] = cfg.n_blocks
+    if cfg.netG == "pix2pixhd":  # no dropout in the pix2pixHD generator
+        kw = dict(input_nc=input_nc, output_nc=output_nc, ngf=cfg.ngf, norm=cfg.norm, n_blocks_global=cfg.n_blocks)
+    return kw
+
+
+def discriminator_kwargs(cfg, input_nc: int) -> dict:
+    """Constructor arguments of the discriminator described by a model config."""
+    kw = dict(input_nc=input_nc, ndf=cfg.ndf, norm=cfg.norm)
+    if cfg.netD in ("n_layers", "multiscale"):
+        kw["n_layers"] = cfg.n_layers_D
+    if cfg.netD == "multiscale":
+        kw["num_D"] = cfg.num_D
+    return kw
 
 
 def adam(params, lr: float, betas, device: torch.device) -> torch.optim.Optimizer:

@@ -28,20 +28,86 @@ Net names name dataset domains: direction a2b trains ``gen_a2b``, its heads ``pr
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from dataclasses import dataclass
+from typing import Any, Dict, List, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import DIRECTIONS, CUTConfig, LoopConfig, parse_layers, swap_domains
+from .. import options as o
+from ..options import DIRECTIONS, ConfigError, ModelConfig, option, swap_domains
 from ..losses import adversarial_loss, patch_nce_loss
 from ..models import build_discriminator, build_generator
 from ..nn import init_weights
 from ..nn.inference import for_inference
 from ..runtime import Scalers
-from .common import adam, discriminator_loss, frozen
-from .pix2pix import discriminator_kwargs, generator_kwargs
+from .common import adam, discriminator_kwargs, discriminator_loss, frozen, generator_kwargs
+from .registry import BenchSpec, MethodInfo, register_method
+
+
+def parse_layers(text: str) -> list:
+    """``"0,2,3"`` -> [0, 2, 3]; ConfigError unless a comma list of distinct non-negative integers."""
+    try:
+        layers = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"nce_layers must be comma-separated integers such as 0,2,3,4,8; got {text!r}") from None
+    if not layers or min(layers) < 0 or len(set(layers)) != len(layers):
+        raise ConfigError(f"nce_layers must be distinct non-negative integers such as 0,2,3,4,8; got {text!r}")
+    return layers
+
+
+@dataclass
+class CUTConfig(ModelConfig):
+    """CUT networks and losses (defaults follow Park et al. 2020, contrastive unpaired translation)."""
+
+    netG: str = option("resnet_9blocks", choices=("resnet_6blocks", "resnet_9blocks", "resnet"), flag="netG",
+                       help="generator: resnet_6blocks, resnet_9blocks, resnet (depth --n-blocks); PatchNCE "
+                            "reads its encoder")
+    n_blocks: int = o.n_blocks()
+    netD: str = o.net_d()
+    n_layers_D: int = o.n_layers_d()
+    ngf: int = o.ngf()
+    ndf: int = o.ndf()
+    norm: str = o.norm("instance")
+    use_dropout: bool = o.dropout(False)
+    init_type: str = o.init_type("xavier")
+    init_gain: float = o.init_gain()
+    gan_mode: str = o.gan_mode("lsgan")
+    lambda_gan: float = option(1.0, minimum=0.0, help="weight of the adversarial loss")
+    lambda_nce: float = option(1.0, minimum=0.0, help="weight of the PatchNCE loss")
+    nce_layers: str = option("0,2,3,4,8", help="generator encoder points for PatchNCE, comma-separated: 0 input, "
+                                               "1 stem, 2-3 downsampling convs, 4+k residual block k")
+    num_patches: int = option(256, minimum=1, help="patch locations sampled per layer and image")
+    nce_temperature: float = option(0.07, help="PatchNCE softmax temperature")
+    nce_idt: bool = option(True, flag="nce-idt", help="identity PatchNCE on domain-B images (--no-nce-idt: none)")
+    flip_equivariance: bool = option(False, help="translate a horizontally flipped input at random and match "
+                                                 "patches after flipping back (FastCUT)")
+    head_units: int = option(256, minimum=1, help="units of each projection head's two layers")
+    lambda_gp: float = o.lambda_gp()
+
+    def check(self, data: Any) -> None:
+        """Encoder layers that the generator has; identity NCE only when domain B fits the generator."""
+        n_blocks = {"resnet_6blocks": 6, "resnet_9blocks": 9}.get(self.netG, self.n_blocks)
+        layers = parse_layers(self.nce_layers)
+        if max(layers) > 3 + n_blocks:
+            raise ConfigError(f"nce_layers {self.nce_layers!r}: {self.netG} with {n_blocks} blocks has encoder "
+                              f"points 0..{3 + n_blocks}")
+        if self.nce_temperature <= 0:
+            raise ConfigError(f"nce_temperature must be positive, got {self.nce_temperature}")
+        if self.nce_idt and data.input_nc != data.output_nc:
+            raise ConfigError("identity PatchNCE translates domain-B images, so it needs input_nc == output_nc "
+                              f"(got {data.input_nc} and {data.output_nc}); use --no-nce-idt")
+
+
+@dataclass
+class FastCUTConfig(CUTConfig):
+    """FastCUT: CUT with lambda_NCE 10, no identity PatchNCE and flip-equivariance augmentation."""
+
+    lambda_nce: float = option(10.0, minimum=0.0, help="weight of the PatchNCE loss")
+    nce_idt: bool = option(False, flag="nce-idt", help="identity PatchNCE on domain-B images (--no-nce-idt: none)")
+    flip_equivariance: bool = option(True, help="translate a horizontally flipped input at random and match "
+                                                "patches after flipping back")
 
 
 class ProjectionHeads(nn.Module):
@@ -80,11 +146,12 @@ def gather_patches(feats: List[torch.Tensor], locations: List[torch.Tensor]) -> 
     return [f.flatten(2).index_select(2, ids).transpose(1, 2) for f, ids in zip(feats, locations)]
 
 
-class CUT:
+@register_method
+class CUT(MethodInfo):
     """Networks ``gen_a2b``, ``proj_a2b`` (PatchNCE heads), ``disc_b`` and the train step.
 
     Args:
-        cfg: model section of the run configuration (:class:`translate.config.CUTConfig`).
+        cfg: model section of the run configuration (:class:`CUTConfig`).
         input_nc, output_nc: channels of the input domain and the output domain.
         device: where the networks live.
         seed: seed of the private random streams (patch locations, flips), saved for resume.
@@ -92,8 +159,15 @@ class CUT:
     """
 
     name = "cut"
+    title = "CUT"
+    config_class = CUTConfig
+    help = "unpaired, one-sided: one generator + PatchNCE (trainA/, trainB/)"
+    data = "unpaired"  # unpaired domains A and B
+    tiny = {"netG": "resnet_6blocks", "head_units": 16}
+    # iterations, as CycleGAN's row (docs/cut.md compares them); the paper's layers with the last
+    # block of the 2-block resnet of --quick
+    bench = BenchSpec(counts="iterations", quick={"nce_layers": "0,2,3,4,5"}, compare_with="cyclegan")
     optimizer_names = ("gen", "disc")
-    paired = False  # unpaired domains A and B
 
     def __init__(self, cfg: CUTConfig, input_nc: int, output_nc: int, device: torch.device, seed: int = 0,
                  direction: str = "a2b"):
@@ -123,7 +197,7 @@ class CUT:
     def size_multiple(self) -> int:
         return self.nets[self.gen_name].size_multiple
 
-    def make_optimizers(self, loop: LoopConfig) -> Dict[str, torch.optim.Optimizer]:
+    def make_optimizers(self, loop: Any) -> Dict[str, torch.optim.Optimizer]:
         """"gen": generator and heads (Adam keeps per-parameter state, so one optimizer equals the
         paper's two with the same settings); "disc": the discriminator."""
         betas = (loop.beta1, loop.beta2)
@@ -219,8 +293,12 @@ class CUT:
         self.rng.set_state(state["rng"])
 
 
+@register_method
 class FastCUT(CUT):
-    """FastCUT: the CUT networks and step with the FastCUT defaults of
-    :class:`translate.config.FastCUTConfig` (lambda_nce 10, no identity NCE, flip equivariance)."""
+    """FastCUT: the CUT networks and step with the FastCUT defaults of :class:`FastCUTConfig`
+    (lambda_nce 10, no identity NCE, flip equivariance)."""
 
     name = "fastcut"
+    title = "FastCUT"
+    config_class = FastCUTConfig
+    help = "unpaired, one-sided: CUT without identity NCE, faster"

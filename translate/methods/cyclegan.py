@@ -15,23 +15,74 @@ translate or judge.
 
 from __future__ import annotations
 
-from typing import Dict
+from dataclasses import dataclass
+from typing import Any, Dict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import DIRECTIONS, CycleGANConfig, LoopConfig, swap_domains
+from .. import options as o
+from ..options import DIRECTIONS, ConfigError, ModelConfig, multiscale_min_crop, option, swap_domains
 from ..losses import adversarial_loss
 from ..models import build_discriminator, build_generator
 from ..nn import init_weights
 from ..nn.inference import for_inference
 from ..runtime import Scalers
-from .common import ImagePool, adam, discriminator_loss, frozen
-from .pix2pix import discriminator_kwargs, generator_kwargs
+from .common import ImagePool, adam, discriminator_kwargs, discriminator_loss, frozen, generator_kwargs
+from .registry import BenchSpec, MethodInfo, register_method
 
 
-class CycleGAN:
+@dataclass
+class CycleGANConfig(ModelConfig):
+    """CycleGAN networks and losses (defaults follow Zhu et al. 2017)."""
+
+    netG: str = o.net_g("resnet_9blocks")
+    n_blocks: int = o.n_blocks()
+    num_downs: int = o.num_downs()
+    netD: str = o.net_d()
+    num_D: int = o.num_d()
+    n_layers_D: int = o.n_layers_d()
+    ngf: int = o.ngf()
+    ndf: int = o.ndf()
+    norm: str = o.norm("instance")
+    use_dropout: bool = o.dropout(False)
+    init_type: str = o.init_type()
+    init_gain: float = o.init_gain()
+    gan_mode: str = o.gan_mode("lsgan")
+    lambda_a: float = option(10.0, help="weight of the cycle loss a -> b -> a")
+    lambda_b: float = option(10.0, help="weight of the cycle loss b -> a -> b")
+    lambda_identity: float = option(0.5, help="weight of the identity loss, relative to --lambda-a / --lambda-b")
+    pool_size: int = option(50, minimum=0, help="history of generated images shown to the discriminators (0: none)")
+    lambda_gp: float = o.lambda_gp()
+
+    def check(self, data: Any) -> None:
+        if self.lambda_identity > 0 and data.input_nc != data.output_nc:
+            raise ConfigError(
+                "the CycleGAN identity loss needs input_nc == output_nc "
+                f"(got {data.input_nc} and {data.output_nc}); set model.lambda_identity=0"
+            )
+
+    def min_crop(self) -> int:
+        return multiscale_min_crop(self.n_layers_D, self.num_D) if self.netD == "multiscale" else 0
+
+
+def cyclegan_paper() -> Dict[str, Dict[str, Any]]:
+    """CycleGAN as published (Zhu et al. 2017): ResNet 9 blocks, 70x70 PatchGANs, instance norm,
+    LSGAN loss, cycle weight 10 each way, identity 0.5, history pool of 50, 286 -> 256 random
+    crops with flips, batch 1, 100 epochs at Adam 2e-4 (0.5, 0.999) then 100 of linear decay.
+    The exported generators stay the weight average, as for pix2pix_paper."""
+    return {
+        "data": {"preprocess": "resize_and_crop", "load_size": 286, "crop_size": 256, "flip": True},
+        "model": {"netG": "resnet_9blocks", "netD": "basic", "ngf": 64, "ndf": 64, "norm": "instance",
+                  "use_dropout": False, "init_type": "normal", "init_gain": 0.02, "gan_mode": "lsgan",
+                  "lambda_a": 10.0, "lambda_b": 10.0, "lambda_identity": 0.5, "pool_size": 50},
+        "loop": {"batch_size": 1, "epochs": 100, "epochs_decay": 100, "lr": 2e-4, "beta1": 0.5, "beta2": 0.999},
+    }
+
+
+@register_method
+class CycleGAN(MethodInfo):
     """Networks ``gen_a2b``, ``gen_b2a``, ``disc_a``, ``disc_b``, two image pools, the train step.
 
     Args:
@@ -43,8 +94,15 @@ class CycleGAN:
     """
 
     name = "cyclegan"
+    title = "CycleGAN"
+    config_class = CycleGANConfig
+    help = "unpaired: two ResNet generators, cycle + identity (trainA/, trainB/)"
+    data = "unpaired"  # unpaired domains A and B
+    tiny = {"netG": "resnet_6blocks"}
+    # a step translates both ways: the benchmark counts iterations
+    bench = BenchSpec(counts="iterations", convert=("a2b", "b2a"))
+    presets = {"cyclegan_paper": cyclegan_paper}
     optimizer_names = ("gen", "disc")
-    paired = False  # unpaired domains A and B
 
     def __init__(self, cfg: CycleGANConfig, input_nc: int, output_nc: int, device: torch.device, seed: int = 0,
                  direction: str = "a2b"):
@@ -73,7 +131,7 @@ class CycleGAN:
     def size_multiple(self) -> int:
         return self.nets[self._n("gen_a2b")].size_multiple
 
-    def make_optimizers(self, loop: LoopConfig) -> Dict[str, torch.optim.Optimizer]:
+    def make_optimizers(self, loop: Any) -> Dict[str, torch.optim.Optimizer]:
         betas = (loop.beta1, loop.beta2)
         n = {name: self.nets[self._n(name)] for name in ("gen_a2b", "gen_b2a", "disc_a", "disc_b")}
         gens = list(n["gen_a2b"].parameters()) + list(n["gen_b2a"].parameters())

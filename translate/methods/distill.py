@@ -23,22 +23,60 @@ names the teacher.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import load_generator, read_translator_json
-from ..config import DIRECTIONS, DistillConfig, LoopConfig
+from .. import options as o
 from ..errors import UserError
 from ..losses import adversarial_loss
 from ..models import build_discriminator, build_generator
 from ..nn import init_weights
 from ..nn.inference import for_inference
 from ..runtime import Scalers
+from ..options import DIRECTIONS, GENERATORS, ModelConfig, option
 from .common import adam, discriminator_loss, frozen
+from .registry import MethodInfo, register_method
+
+
+@dataclass
+class DistillConfig(ModelConfig):
+    """A student generator trained to reproduce a trained translator (``translate distill``).
+
+    Losses of the student S on a teacher T's input-domain images x: ``lambda_l1 * |S(x) - T(x)|``
+    + ``lambda_feat`` x L1 between the teacher encoder's features of S(x) and of T(x) + an
+    adversarial loss from a fresh PatchGAN that judges the target domain.
+    """
+
+    teacher: str = option("", help="the teacher: a trained translator folder or its run folder")
+    teacher_direction: str = option("auto", choices=("auto", "a2b", "b2a"),
+                                    help="which generator of the teacher to distill (auto: its only one; "
+                                         "a CycleGAN teacher needs a2b or b2a)")
+    paired: bool = option(True, help="the data are aligned pairs (pix2pix teachers); --no-paired: unpaired domains "
+                                     "(CycleGAN teachers; set from the teacher by translate distill)")
+    netG: str = option("slim_unet", choices=GENERATORS, flag="netG",
+                       help="student generator: slim_unet, mobile_resnet_9blocks, mobile_resnet (depth --n-blocks), "
+                            "or any other registered generator")
+    num_downs: int = o.num_downs()
+    n_blocks: int = option(9, minimum=0, help="residual blocks, used by --netG resnet / mobile_resnet only")
+    netD: str = o.net_d()
+    n_layers_D: int = o.n_layers_d()
+    ngf: int = option(16, minimum=1, help="student generator width (filters in the first layer)")
+    ndf: int = o.ndf()
+    norm: str = o.norm("batch")
+    use_dropout: bool = o.dropout(False)
+    init_type: str = o.init_type()
+    init_gain: float = o.init_gain()
+    gan_mode: str = o.gan_mode("lsgan")
+    lambda_l1: float = option(100.0, help="weight of the L1 loss between the student's and the teacher's outputs")
+    lambda_feat: float = option(10.0, help="weight of the feature loss in the teacher encoder (0: off)")
+    lambda_gan: float = option(1.0, help="weight of the adversarial loss (0: off)")
+    lambda_gp: float = o.lambda_gp()
 
 
 class DistillError(UserError):
@@ -90,7 +128,8 @@ def load_teacher(path: str, direction: str, device: torch.device) -> nn.Module:
     return for_inference(net, batchnorm=doc["preprocessing"].get("batchnorm", "per_image"), copy_net=False)
 
 
-class Distill:
+@register_method
+class Distill(MethodInfo):
     """Networks ``gen_<direction>`` (the student) and ``disc_<target domain>``; the teacher is
     held outside ``nets`` (it is not trained, saved or resumed: it is loaded again from its folder).
 
@@ -103,8 +142,21 @@ class Distill:
     """
 
     name = "distill"
+    config_class = DistillConfig
+    help = "train a small student generator that reproduces a trained translator"
+    description = ("Train a student generator (default slim_unet, ngf 16) on the teacher's input-domain images "
+                   "of --data to reproduce the teacher's outputs (L1 + teacher-encoder feature loss + a fresh "
+                   "PatchGAN). The result is an ordinary translator folder whose info names its teacher; the "
+                   "direction, channels and data pairing come from the teacher.")
+    command = "distill"  # translate distill TEACHER, not translate train
+    data = "teacher"  # batches hold the input under "a" and a target-domain image under "b"
+    tiny = {"netG": "slim_unet", "num_downs": 5}
     optimizer_names = ("gen", "disc")
-    paired = True  # batches hold the input under "a" and a target-domain image under "b"
+
+    @classmethod
+    def data_kind(cls, model_cfg: DistillConfig) -> str:
+        """As the teacher was trained: set in ``model.paired`` by :func:`translate.distill.prepare`."""
+        return "paired" if model_cfg.paired else "unpaired"
 
     def __init__(self, cfg: DistillConfig, input_nc: int, output_nc: int, device: torch.device,
                  seed: int = 0, direction: str = "a2b"):
@@ -128,15 +180,19 @@ class Distill:
         self.nets = nn.ModuleDict({self.gen_name: gen, self.disc_name: disc}).to(device)
         self.train_nets = dict(self.nets)
         self.generators = {direction: self.gen_name}
-        self.provenance = {"teacher": str(Path(cfg.teacher).resolve()), "teacher_direction": direction,
-                           "teacher_arch": self.teacher.arch}
+        self.teacher_record = {"teacher": str(Path(cfg.teacher).resolve()), "teacher_direction": direction,
+                               "teacher_arch": self.teacher.arch}
+
+    def provenance(self) -> Dict[str, Any]:
+        """The student's translator names its teacher."""
+        return dict(self.teacher_record)
 
     @property
     def size_multiple(self) -> int:
         # the data must suit both: the teacher makes the targets
         return max(self.nets[self.gen_name].size_multiple, self.teacher.size_multiple)
 
-    def make_optimizers(self, loop: LoopConfig) -> Dict[str, torch.optim.Optimizer]:
+    def make_optimizers(self, loop: Any) -> Dict[str, torch.optim.Optimizer]:
         betas = (loop.beta1, loop.beta2)
         return {"gen": adam(self.nets[self.gen_name].parameters(), loop.lr, betas, self.device),
                 "disc": adam(self.nets[self.disc_name].parameters(), loop.lr, betas, self.device)}

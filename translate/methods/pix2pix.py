@@ -8,43 +8,66 @@ Update order in one step, as in the paper's reference code:
 
 from __future__ import annotations
 
-from typing import Dict
+from dataclasses import dataclass
+from typing import Any, Dict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import DIRECTIONS, LoopConfig, Pix2PixConfig
+from .. import options as o
 from ..losses import adversarial_loss, feature_matching_loss
 from ..models import build_discriminator, build_generator
 from ..nn import init_weights
 from ..nn.inference import for_inference
 from ..runtime import Scalers
-from .common import adam, discriminator_loss, frozen, viewable_input
+from ..options import DIRECTIONS, ModelConfig, multiscale_min_crop, option
+from .common import adam, discriminator_kwargs, discriminator_loss, frozen, generator_kwargs, viewable_input
+from .registry import BenchSpec, MethodInfo, register_method
 
 
-def generator_kwargs(cfg, input_nc: int, output_nc: int) -> dict:
-    """Constructor arguments of the generator described by a model config."""
-    kw = dict(input_nc=input_nc, output_nc=output_nc, ngf=cfg.ngf, norm=cfg.norm, use_dropout=cfg.use_dropout)
-    if cfg.netG == "unet":
-        kw["num_downs"] = cfg.num_downs
-    if cfg.netG == "resnet":
-        kw["n_blocks"] = cfg.n_blocks
-    if cfg.netG == "pix2pixhd":  # no dropout in the pix2pixHD generator
-        kw = dict(input_nc=input_nc, output_nc=output_nc, ngf=cfg.ngf, norm=cfg.norm, n_blocks_global=cfg.n_blocks)
-    return kw
+@dataclass
+class Pix2PixConfig(ModelConfig):
+    """pix2pix networks and losses (defaults follow Isola et al. 2017)."""
+
+    netG: str = o.net_g("unet_256")
+    num_downs: int = o.num_downs()
+    n_blocks: int = o.n_blocks()
+    netD: str = o.net_d()
+    num_D: int = o.num_d()
+    lambda_feat: float = o.lambda_feat()
+    n_layers_D: int = o.n_layers_d()
+    ngf: int = o.ngf()
+    ndf: int = o.ndf()
+    norm: str = o.norm("batch")
+    use_dropout: bool = o.dropout(True)
+    init_type: str = o.init_type()
+    init_gain: float = o.init_gain()
+    gan_mode: str = o.gan_mode("vanilla")
+    lambda_l1: float = option(100.0, help="weight of the L1 loss between output and target")
+    lambda_gp: float = o.lambda_gp()
+
+    def min_crop(self) -> int:
+        return multiscale_min_crop(self.n_layers_D, self.num_D) if self.netD == "multiscale" else 0
 
 
-def discriminator_kwargs(cfg, input_nc: int) -> dict:
-    kw = dict(input_nc=input_nc, ndf=cfg.ndf, norm=cfg.norm)
-    if cfg.netD in ("n_layers", "multiscale"):
-        kw["n_layers"] = cfg.n_layers_D
-    if cfg.netD == "multiscale":
-        kw["num_D"] = cfg.num_D
-    return kw
+def pix2pix_paper() -> Dict[str, Dict[str, Any]]:
+    """pix2pix as published (Isola et al. 2017): U-Net 256 with dropout, 70x70 PatchGAN, batch
+    norm, vanilla GAN loss + 100 x L1, 286 -> 256 random crops with flips, batch 1, 100 epochs at
+    Adam 2e-4 (0.5, 0.999) then 100 of linear decay. The exported generator stays the weight
+    average (``loop.ema_decay``, default 0.999); ``--ema-decay 0`` exports the last step's
+    weights, as the paper's code does."""
+    return {
+        "data": {"preprocess": "resize_and_crop", "load_size": 286, "crop_size": 256, "flip": True},
+        "model": {"netG": "unet_256", "netD": "basic", "ngf": 64, "ndf": 64, "norm": "batch",
+                  "use_dropout": True, "init_type": "normal", "init_gain": 0.02, "gan_mode": "vanilla",
+                  "lambda_l1": 100.0},
+        "loop": {"batch_size": 1, "epochs": 100, "epochs_decay": 100, "lr": 2e-4, "beta1": 0.5, "beta2": 0.999},
+    }
 
 
-class Pix2Pix:
+@register_method
+class Pix2Pix(MethodInfo):
     """Networks ``gen_a2b`` and ``disc_b`` (``gen_b2a`` and ``disc_a`` for direction b2a) and their
     train step.
 
@@ -62,8 +85,13 @@ class Pix2Pix:
     """
 
     name = "pix2pix"
+    config_class = Pix2PixConfig
+    help = "paired: U-Net + PatchGAN + L1 (A|B side by side, or A/ + B/)"
+    data = "paired"  # aligned (A, B) pairs
+    tiny = {"netG": "unet", "num_downs": 5}
+    bench = BenchSpec(counts="images", convert=("a2b",))
+    presets = {"pix2pix_paper": pix2pix_paper}
     optimizer_names = ("gen", "disc")
-    paired = True  # aligned (A, B) pairs
 
     def __init__(self, cfg: Pix2PixConfig, input_nc: int, output_nc: int, device: torch.device,
                  seed: int = 0, direction: str = "a2b"):
@@ -86,7 +114,7 @@ class Pix2Pix:
     def size_multiple(self) -> int:
         return self.nets[self.gen_name].size_multiple
 
-    def make_optimizers(self, loop: LoopConfig) -> Dict[str, torch.optim.Optimizer]:
+    def make_optimizers(self, loop: Any) -> Dict[str, torch.optim.Optimizer]:
         betas = (loop.beta1, loop.beta2)
         return {
             "gen": adam(self.nets[self.gen_name].parameters(), loop.lr, betas, self.device),

@@ -21,25 +21,58 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Dict, Optional
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import DIRECTIONS, LoopConfig, Pix2PixHDConfig
+from .. import options as o
 from ..errors import UserError
 from ..losses import adversarial_loss, feature_matching_loss
 from ..models import build_discriminator, build_generator
 from ..nn import init_weights
 from ..nn.inference import for_inference
 from ..runtime import Scalers
+from ..options import DIRECTIONS, ModelConfig, multiscale_min_crop, option
 from .common import adam, discriminator_loss, frozen, viewable_input
+from .registry import BenchSpec, MethodInfo, register_method
 
 # VGG19 ``features`` indices ending at relu1_1, relu2_1, relu3_1, relu4_1, relu5_1, and the
 # weights of those layers in the perceptual loss (pix2pixHD's reference code).
 _VGG_CUTS = (2, 7, 12, 21, 30)
 _VGG_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
+
+
+@dataclass
+class Pix2PixHDConfig(ModelConfig):
+    """pix2pixHD networks and losses (defaults follow Wang et al. 2018)."""
+
+    ngf: int = option(64, minimum=1, help="global generator width (filters in the first layer)")
+    n_downsample_global: int = option(4, minimum=1, help="downsamplings of the global generator")
+    n_blocks_global: int = option(9, minimum=1, help="residual blocks of the global generator")
+    n_local_enhancers: int = option(0, choices=(0, 1), help="local enhancer (1: global net at half resolution "
+                                                            "first, then both at full resolution)")
+    n_blocks_local: int = option(3, minimum=1, help="residual blocks of the local enhancer")
+    global_steps: int = option(1000, minimum=0, help="with --n-local-enhancers 1: steps that train the global "
+                                                     "generator alone at half resolution before the joint phase")
+    num_D: int = o.num_d()
+    n_layers_D: int = o.n_layers_d()
+    ndf: int = o.ndf()
+    norm: str = o.norm("instance")
+    init_type: str = o.init_type()
+    init_gain: float = o.init_gain()
+    gan_mode: str = option("lsgan", choices=("vanilla", "lsgan", "hinge"),
+                           help="adversarial loss: vanilla, lsgan, hinge")
+    lambda_feat: float = o.lambda_feat()
+    lambda_vgg: float = option(10.0, help="weight of the VGG19 perceptual loss (only with --vgg-weights)")
+    vgg_weights: str = option("", help="local torchvision vgg19 weights file (.pth) for the perceptual loss; "
+                                       "nothing is downloaded, and without it the loss is off")
+
+    def min_crop(self) -> int:
+        smallest = multiscale_min_crop(self.n_layers_D, self.num_D)  # the multi-scale D is always there
+        return 2 * smallest if self.n_local_enhancers else smallest  # the global phase trains at half resolution
 
 
 class VGGPerceptualLoss(nn.Module):
@@ -86,15 +119,24 @@ class VGGPerceptualLoss(nn.Module):
         return loss
 
 
-class Pix2PixHD:
+@register_method
+class Pix2PixHD(MethodInfo):
     """Networks ``gen_a2b`` and ``disc_b`` (``gen_b2a`` / ``disc_a`` for direction b2a) and their train step.
 
     Args: as :class:`translate.methods.pix2pix.Pix2Pix` (``cfg`` is a :class:`Pix2PixHDConfig`).
     """
 
     name = "pix2pixhd"
+    title = "pix2pixHD"
+    config_class = Pix2PixHDConfig
+    help = "paired, high resolution: label maps (--label-nc) to images, multi-scale D + feature matching"
+    data = "paired"
+    tiny = {"n_downsample_global": 2, "n_blocks_global": 1, "num_D": 2}
+    # opt-in: the paper's networks on class-ID maps at their full size
+    bench = BenchSpec(counts="images", data="labels", default=False,
+                      quick={"ngf": 8, "ndf": 8, "n_layers_D": 2, "num_D": 2, "n_blocks_global": 2,
+                             "n_downsample_global": 2})
     optimizer_names = ("gen", "disc")
-    paired = True
 
     def __init__(self, cfg: Pix2PixHDConfig, input_nc: int, output_nc: int, device: torch.device,
                  seed: int = 0, direction: str = "a2b"):
@@ -135,7 +177,7 @@ class Pix2PixHD:
         cfg = self.cfg
         return "global" if cfg.n_local_enhancers and self.steps_done < cfg.global_steps else "joint"
 
-    def make_optimizers(self, loop: LoopConfig) -> Dict[str, torch.optim.Optimizer]:
+    def make_optimizers(self, loop: Any) -> Dict[str, torch.optim.Optimizer]:
         betas = (loop.beta1, loop.beta2)
         return {
             "gen": adam(self.nets[self.gen_name].parameters(), loop.lr, betas, self.device),

@@ -10,11 +10,15 @@ the toolkit works without it.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 from typing import Optional
 
 from ..errors import UserError
+from ..runtime import PRECISIONS
+from ..runtimes import list_backends
+from ..translator import Translator
 
 TOKEN_ENV = "TRANSLATE_SERVE_TOKEN"
 _EXTRA = ("fastapi", "uvicorn", "multipart", "prometheus_client")
@@ -26,8 +30,6 @@ class ServeSetupError(UserError):
 
 def require_extra() -> None:
     """Raise :class:`ServeSetupError` naming the missing packages of the ``serve`` extra."""
-    import importlib.util
-
     missing = [m for m in _EXTRA if importlib.util.find_spec(m) is None]
     if missing:
         names = {"multipart": "python-multipart"}
@@ -56,29 +58,29 @@ def check_bind(host: str, token: Optional[str]) -> None:
             "or bind to 127.0.0.1")
 
 
-def build_app(checkpoint, device=None, precision: Optional[str] = None, **options):
-    """Load ``checkpoint`` and return the app serving it (``options``: :class:`ServeOptions` fields)."""
+def build_app(checkpoint, device=None, precision: Optional[str] = None, backend: str = "torch", **options):
+    """Load ``checkpoint`` (its generators run with ``backend``, see :mod:`translate.runtimes`) and
+    return the app serving it (``options``: :class:`ServeOptions` fields)."""
     require_extra()
-    from ..translator import Translator
-    from .app import ServeOptions, create_app
+    from .app import ServeOptions, create_app  # the web packages: an optional extra
 
     for name in ("max_batch", "max_queue", "max_pixels", "max_bytes", "workers"):
         if name in options and options[name] is not None and options[name] < 1:
             raise ServeSetupError(f"--{name.replace('_', '-')} must be at least 1, got {options[name]}")
     if options.get("max_wait_ms") is not None and options["max_wait_ms"] < 0:
         raise ServeSetupError(f"--max-wait-ms must be 0 or more, got {options['max_wait_ms']}")
-    translator = Translator.load(checkpoint, device=device, precision=precision)
+    translator = Translator.load(checkpoint, device=device, precision=precision, backend=backend)
     opts = ServeOptions(**{k: v for k, v in options.items() if v is not None})
     return create_app(translator, opts)
 
 
 def serve(checkpoint, host: str = "127.0.0.1", port: int = 8000, device=None, precision: Optional[str] = None,
-          token: Optional[str] = None, log_level: str = "info", graceful_timeout_s: int = 30, **options) -> None:
+          backend: str = "torch", token: Optional[str] = None, log_level: str = "info", graceful_timeout_s: int = 30, **options) -> None:
     """Run the server until SIGINT/SIGTERM; in-flight requests are answered before it exits."""
     require_extra()
     token = token or os.environ.get(TOKEN_ENV) or None
     check_bind(host, token)
-    app = build_app(checkpoint, device=device, precision=precision, token=token, **options)
+    app = build_app(checkpoint, device=device, precision=precision, backend=backend, token=token, **options)
     import uvicorn
 
     # uvicorn stops accepting on SIGTERM, waits for open requests (up to the timeout), then runs
@@ -98,7 +100,9 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; others need a token)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="inference precision")
+    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="inference precision")
+    p.add_argument("--backend", default="torch", choices=list_backends(),
+                   help="runtime for the generator (as translate convert --backend; default torch)")
     p.add_argument("--max-batch", type=int, default=8, help="most same-size images per network call (default 8)")
     p.add_argument("--max-wait-ms", type=float, default=10.0,
                    help="how long a request waits for others of its size (default 10)")
@@ -118,6 +122,6 @@ def add_serve_parser(sub) -> None:
 
 def _cmd_serve(args, argv) -> int:
     serve(args.checkpoint, host=args.host, port=args.port, device=args.device, precision=args.precision,
-          token=args.token, log_level=args.log_level, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+          backend=args.backend, token=args.token, log_level=args.log_level, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
           max_queue=args.max_queue, max_pixels=args.max_pixels, max_bytes=args.max_bytes, workers=args.workers)
     return 0

@@ -277,6 +277,16 @@ def create_app(translator, options: Optional[ServeOptions] = None) -> FastAPI:
                   description="Image-to-image translation with a trained translator.")
     app.state.service = service
 
+    _add_error_handlers(app)
+    _add_translate_route(app, service)
+    _add_info_routes(app, service)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(_Guard, token=options.token, metrics=service.metrics)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error answers as JSON ``{"error": {"code", "message"}}`` (:class:`ServeError`)."""
     @app.exception_handler(ServeError)
     async def _serve_error(_request, exc: ServeError):
         return exc.response()
@@ -293,6 +303,11 @@ def create_app(translator, options: Optional[ServeOptions] = None) -> FastAPI:
     async def _validation_error(_request, exc: RequestValidationError):
         detail = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
         return ServeError(422, "bad_parameter", detail).response()
+
+
+def _add_translate_route(app: FastAPI, service: Service) -> None:
+    """``POST /v1/translate``: one image in, its translation out, through the micro-batcher."""
+    translator, options = service.translator, service.options
 
     @app.post("/v1/translate", response_class=Response, summary="Translate one image",
               responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()},
@@ -348,6 +363,11 @@ def create_app(translator, options: Optional[ServeOptions] = None) -> FastAPI:
         out = await service.in_thread(service.encode, y, hw, prepared, fmt, quality)
         return Response(out, media_type=MEDIA_TYPES[fmt])
 
+
+def _add_info_routes(app: FastAPI, service: Service) -> None:
+    """``/v1/info``, ``/healthz``, ``/metrics`` and the web page."""
+    options = service.options
+
     @app.get("/v1/info", summary="What the translator is and this server's limits")
     async def info():
         return service.info()
@@ -372,10 +392,6 @@ def create_app(translator, options: Optional[ServeOptions] = None) -> FastAPI:
             resp.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
             return resp
         return FileResponse(STATIC / "index.html", media_type="text/html")
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(_Guard, token=options.token, metrics=service.metrics)
-    return app
 
 
 def _busy(service: Service) -> ServeError:

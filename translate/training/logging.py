@@ -8,6 +8,7 @@ from typing import Dict, List
 
 import torch
 
+from ..data.io import write_image
 from ..fsutil import atomic_write_text
 
 
@@ -46,8 +47,6 @@ def save_grid(columns: List[torch.Tensor], path: Path) -> Path:
         path: PNG file, written atomically.
     """
     from torchvision.utils import make_grid
-
-    from ..data.io import write_image
 
     cols = [c.detach().float().cpu() for c in columns]
     cols = [c.expand(-1, 3, -1, -1) if c.shape[1] == 1 else c[:, :3] for c in cols]

@@ -253,7 +253,7 @@ class _Run:
                         self.preprocessing,
                         {"run": self.cfg.name, "step": self.step, "epoch": self.epoch, "data": str(self.cfg.data.root),
                          "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                         **getattr(method, "provenance", {})})  # a student names its teacher
+                         **method.provenance()})  # e.g. a student names its teacher
 
     def samples(self, tag: str) -> None:
         """The sample grid of the fixed batch (with the averaged generators when there are)."""

@@ -16,8 +16,8 @@ from typing import Callable, Dict, Optional
 
 from ..config import RunConfig
 from ..fsutil import atomic_write_text, replace_dir
-from ..methods import get_method
-from .pipeline import TrainingError
+from ..data import list_splits
+from .pipeline import TrainingError, data_kind
 from .plot import plot_losses
 
 LOWER_IS_BETTER = {"l1": True, "fid": True, "kid": True, "psnr": False, "ssim": False}
@@ -80,8 +80,6 @@ class BestKeeper:
     """
 
     def __init__(self, run_dir: Path, cfg: RunConfig, evaluate: EvaluateFn):
-        from ..data import list_splits
-
         self.run_dir, self.cfg, self.evaluate_fn = Path(run_dir), cfg, evaluate
         loop = cfg.loop
         splits = [s for s in list_splits(cfg.data.root) if s is not None]
@@ -93,10 +91,11 @@ class BestKeeper:
             self.split = held_out[0]
         else:
             self.split = loop.eval_split
-        paired = get_method(cfg.method).paired
+        paired = data_kind(cfg) == "paired"  # a student's data are its teacher's
         self.metric = loop.eval_metric if loop.eval_metric != "auto" else ("l1" if paired else "fid")
         if not paired and self.metric in ("l1", "psnr", "ssim"):
-            raise TrainingError(f"--eval-metric {self.metric} needs paired data; {cfg.method} runs use fid or kid")
+            raise TrainingError(f"--eval-metric {self.metric} needs paired data; this {cfg.method} run trains on "
+                                "unpaired data: use fid or kid")
         self.best_file = self.run_dir / "best.json"
         self.best: Optional[Dict] = json.loads(self.best_file.read_text()) if self.best_file.exists() else None
 

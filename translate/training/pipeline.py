@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..config import RunConfig
 from ..errors import UserError
-from ..methods import Method, build_method, get_method
+from ..data import build_dataset, detect_layout
+from ..methods import Method, build_method, get_method, list_methods
 from ..methods.common import linear_decay
 from ..runtime import Scalers, autocast
 
@@ -108,20 +109,8 @@ def check_sizes(cfg: RunConfig, size_multiple: int) -> None:
         )
 
 
-def multiscale_min_crop(cfg: RunConfig) -> int:
-    """The smallest crop a multi-scale discriminator can judge (0 when there is none): its coarsest
-    scale must keep at least 2x2 values before the last norm layer."""
-    m = cfg.model
-    if cfg.method != "pix2pixhd" and getattr(m, "netD", None) != "multiscale":
-        return 0
-    smallest = 3 * 2**m.n_layers_D * 2 ** (m.num_D - 1)
-    if cfg.method == "pix2pixhd" and m.n_local_enhancers:
-        smallest *= 2  # the global phase trains at half resolution
-    return smallest
-
-
 def check_multiscale_size(cfg: RunConfig) -> None:
-    d, smallest = cfg.data, multiscale_min_crop(cfg)
+    d, smallest = cfg.data, cfg.model.min_crop()
     if smallest and d.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") and d.crop_size < smallest:
         raise TrainingError(
             f"the multi-scale discriminator (--num-D {cfg.model.num_D}, --n-layers-D {cfg.model.n_layers_D}) needs "
@@ -129,15 +118,16 @@ def check_multiscale_size(cfg: RunConfig) -> None:
             "or fewer scales (--num-D) or layers (--n-layers-D).")
 
 
+def data_kind(cfg: RunConfig) -> str:
+    """"paired" or "unpaired": what the method of ``cfg`` trains on (a student: as its teacher)."""
+    return get_method(cfg.method).data_kind(cfg.model)
+
+
 def build_training_dataset(cfg: RunConfig, size_multiple: int):
     """The training dataset ``cfg.data`` describes: paired or unpaired, as the method trains."""
-    from ..data import PairedDataset, UnpairedDataset
-
     d = cfg.data
-    paired = getattr(cfg.model, "paired", get_method(cfg.method).paired)  # distill: as its teacher was trained
-    dataset_class = PairedDataset if paired else UnpairedDataset
-    return dataset_class(
-        d.root, split=d.split, layout=d.layout, direction=d.direction,
+    return build_dataset(
+        d.root, data_kind(cfg), split=d.split, layout=d.layout, direction=d.direction,
         input_nc=d.input_nc, output_nc=d.output_nc, preprocess=d.preprocess, load_size=d.load_size,
         crop_size=d.crop_size, flip=d.flip, size_multiple=size_multiple, seed=cfg.loop.seed,
         skip_bad_images=d.skip_bad_images, max_items=d.max_items,
@@ -150,9 +140,10 @@ def label_dataset_kwargs(cfg: RunConfig) -> Dict[str, Any]:
     d = cfg.data
     if not d.label_nc:
         return {}
-    if not get_method(cfg.method).paired:
-        raise TrainingError("--label-nc needs a paired method (pix2pix, pix2pixhd): class-ID maps are the input "
-                            "of aligned (label, image) pairs")
+    if data_kind(cfg) != "paired":
+        paired = [name for name in list_methods("train") if get_method(name).data == "paired"]
+        raise TrainingError(f"--label-nc needs a method trained on paired data ({', '.join(paired)}): class-ID maps "
+                            "are the input of aligned (label, image) pairs")
     return {"label_nc": d.label_nc, "instance_dir": d.instance_dir or None}
 
 
@@ -163,8 +154,6 @@ def instance_channel(cfg: RunConfig) -> bool:
         return False
     if d.instance_dir:
         return True
-    from ..data import detect_layout
-
     layout = detect_layout(d.root, d.split, d.layout)
     if layout.kind != "a_b":
         return False
