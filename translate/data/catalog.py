@@ -57,12 +57,16 @@ class DatasetEntry:
     @property
     def base_url(self) -> str:
         """The authors' base URL for this entry's family."""
-        return PIX2PIX_BASE_URL if self.family == "pix2pix" else CYCLEGAN_BASE_URL
+        return _BASE_URLS[self.family]
 
     def url(self, mirror: Optional[str] = None) -> str:
         """The archive's URL: under ``mirror`` when given, else under the authors' base URL."""
         base = mirror if mirror else self.base_url
         return base.rstrip("/") + "/" + self.archive
+
+
+# Where each family's archives are published (a family is a publisher's collection, not a method).
+_BASE_URLS = {"pix2pix": PIX2PIX_BASE_URL, "cyclegan": CYCLEGAN_BASE_URL}
 
 
 def _pix2pix(name: str, description: str, note: Optional[str] = None) -> DatasetEntry:
