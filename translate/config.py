@@ -322,6 +322,12 @@ class LoopConfig:
                               help="metric that picks translator_best/: l1, psnr, ssim, fid, kid "
                                    "(auto: l1 for pix2pix, fid for CycleGAN)")
     eval_max_images: Optional[int] = option(50, minimum=1, help="images per evaluation")
+    nonfinite_patience: int = option(10, minimum=1, help="a step whose losses are not finite is skipped (no update); "
+                                                         "after this many in a row the run restores its last "
+                                                         "checkpoint and stops (docs/health.md)")
+    grad_checkpoint: bool = option(False, help="recompute the generator blocks in the backward pass "
+                                               "(torch.utils.checkpoint): less activation memory, more compute; "
+                                               "results and checkpoints are unchanged")
 
 
 DIRECTIONS = ("a2b", "b2a")  # generator directions, named by dataset domains

@@ -34,6 +34,7 @@ from ..config import RunConfig
 from ..fsutil import recover_dir
 from ..runtime import DeviceError, check_precision, resolve_device, use_fast_kernels, warn_if_slow_precision
 from .ema import GeneratorEMA
+from .health import NonFiniteError, NonFiniteTracker, StepGuard, injected_nan_steps, nets_are_finite, poison
 from .logging import JsonlLog, save_grid
 from .monitor import BestKeeper, EvaluateFn, Monitor
 from .pipeline import (EpochSampler, TrainingError, add_losses, build_trainables, build_training_dataset,
@@ -150,6 +151,9 @@ class _Run:
         state = self._restore() if resume else None
         self._wrap_for_processes()
         self.ema = self._make_ema(state, resume)
+        self.guard = self.parts.scalers = StepGuard(self.parts.scalers, self.method.nets.values(), info, device)
+        self.nonfinite = NonFiniteTracker(self.loop.nonfinite_patience)
+        self.inject_nan = injected_nan_steps()
         if self.main:
             run_dir.mkdir(parents=True, exist_ok=True)
             recover_dir(run_dir / "translator")
@@ -240,6 +244,10 @@ class _Run:
         D.broadcast_buffers(method.nets.values(), info)
         rngs = D.gather_objects(rng_state(), info)
         method_states = D.gather_objects(method.state_dict(), info)
+        if not nets_are_finite(method.nets.values()):
+            raise NonFiniteError(f"step {self.step}: the networks hold non-finite weights; the checkpoint was not "
+                                 f"written (the last good one in {self.run_dir / STATE_FILE} is unchanged). Try a "
+                                 "lower --lr or --precision fp32, then --resume.")
         if not self.main:
             return
         ema = self.ema
@@ -277,15 +285,20 @@ class _Run:
         elapsed = time.perf_counter() - self.window_start
         n, info = self.window_steps, self.info
         means = D.mean_over_ranks(self.sums, info)
-        lr = self.parts.optimizers[self.method.optimizer_names[0]].param_groups[0]["lr"]
+        good = max(self.window_good, 1)
         record = {"step": self.step, "epoch": self.epoch + 1,
-                  **{k: round(v.item() / n, 6) for k, v in means.items()}, "lr": lr,
+                  **{k: round(v.item() / good, 6) for k, v in means.items()}, "lr": self._lr(),
                   "images_per_s": round(n * self.loop.batch_size * info.world_size / max(elapsed, 1e-9), 3)}
+        if self.nonfinite.skipped:
+            record["skipped_steps"] = self.nonfinite.skipped
         if self.main:
             self.log.write(record)
             self.monitor.log(record)
         self.pbar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k not in ("step", "lr")}, refresh=False)
-        self.sums, self.window_start, self.window_steps = {}, time.perf_counter(), 0
+        self.sums, self.window_start, self.window_steps, self.window_good = {}, time.perf_counter(), 0, 0
+
+    def _lr(self) -> float:
+        return self.parts.optimizers[self.method.optimizer_names[0]].param_groups[0]["lr"]
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> TrainResult:
@@ -299,7 +312,7 @@ class _Run:
         self.pbar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
                          file=sys.stderr, disable=None if self.main else True)
         self.sums: Dict[str, torch.Tensor] = {}
-        self.window_start, self.window_steps = time.perf_counter(), 0
+        self.window_start, self.window_steps, self.window_good = time.perf_counter(), 0, 0
         minutes = self.loop.max_minutes
         self.deadline = None if minutes is None else time.monotonic() + 60 * minutes
         for net in self.method.nets.values():
@@ -349,13 +362,14 @@ class _Run:
         self.sampler.set_epoch(self.epoch, self.step_in_epoch * loop.batch_size)
         stopping = False
         for batch in self.loader:
+            if self.step + 1 in self.inject_nan:
+                batch = poison(batch)
+            self.guard.begin()
             losses = self.parts.step(batch)
             self.step += 1
-            if self.ema is not None:
-                self.ema.update(self.step)
             self.step_in_epoch += 1
             self.window_steps += 1
-            add_losses(self.sums, losses)
+            self._after_step(losses, self.guard.end())
             self.pbar.update(1)
             if self.step % loop.log_every == 0 or self.step == self.total_steps:
                 self._log_window()
@@ -368,6 +382,36 @@ class _Run:
             if due_eval:
                 self.evaluate_now()
         return stopping
+
+    def _after_step(self, losses: Dict[str, torch.Tensor], bad: Optional[str]) -> None:
+        """Count a finished step: a good one updates the weight average and the loss sums; a
+        non-finite one (already skipped by the guard) is reported, and stops the run when it is one
+        too many in a row."""
+        if self.nonfinite.record(self.step, bad):
+            self._stop_nonfinite(bad)
+        if bad is not None:
+            if self.nonfinite.in_a_row == 1 and self.main:
+                self.pbar.write(f"step {self.step}: non-finite loss ({bad}); the update was skipped", file=sys.stderr)
+                self.log.write({"step": self.step, "event": "nonfinite_skipped", "loss": bad})
+            return
+        if self.ema is not None:
+            self.ema.update(self.step)
+        self.window_good += 1
+        add_losses(self.sums, losses)
+
+    def _stop_nonfinite(self, bad: str) -> None:
+        """Put the last good checkpoint back into the nets (when there is one) and stop."""
+        stop_step, lr = self.step, self._lr()
+        restored = None
+        if (self.run_dir / STATE_FILE).exists():
+            state = self._restore()
+            if self.ema is not None and state.get("ema"):
+                self.ema.load_state_dict(state["ema"])
+            restored = self.step
+        message = self.nonfinite.message(stop_step, bad, restored, self.loop.precision, lr)
+        if self.main:
+            self.log.write({"step": stop_step, "event": "nonfinite_stop", "loss": bad, "restored_step": restored})
+        raise NonFiniteError(message)
 
     def _out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
