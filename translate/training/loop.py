@@ -31,7 +31,7 @@ import torch
 from .. import distributed as D
 from ..checkpoint import save_translator
 from ..config import RunConfig
-from ..fsutil import recover_dir
+from ..fsutil import describe_os_error, is_write_failure, recover_dir
 from ..runtime import DeviceError, check_precision, resolve_device, use_fast_kernels, warn_if_slow_precision
 from .ema import GeneratorEMA
 from .health import NonFiniteError, NonFiniteTracker, StepGuard, injected_nan_steps, nets_are_finite, poison
@@ -94,11 +94,28 @@ def train(cfg: RunConfig, resume: bool = False, argv: Optional[Sequence[str]] = 
     warn_if_slow_precision(device, cfg.loop.precision)
     use_fast_kernels(device)  # fixed crop sizes: let cuDNN pick the fastest kernels
     dist_info = D.setup(device)
+    run = None
     try:
         run = _Run(cfg, resume, argv, run_dir, D.rank_device(device, dist_info), dist_info, evaluate)
         return run.train()
+    except OSError as e:
+        if not is_write_failure(e):
+            raise
+        raise TrainingError(_write_failure_message(e, run, run_dir)) from None
     finally:
         D.shutdown()
+
+
+def _write_failure_message(error: OSError, run: Optional["_Run"], run_dir: Path) -> str:
+    """One line for a run stopped by a failed write (full disk, I/O error, permission)."""
+    where = f"at step {run.step}" if run is not None else "before the first step"
+    saved = run.saved_step if run is not None else None
+    if saved is None and (run_dir / STATE_FILE).exists():
+        saved = "an earlier run"
+    kept = (f"the last complete checkpoint ({'step ' + str(saved) if isinstance(saved, int) else saved}) in "
+            f"{run_dir} is intact; fix the cause, then add --resume" if saved is not None else
+            "no checkpoint had been written yet; fix the cause, then start the run again")
+    return f"training stopped {where}: could not write {describe_os_error(error)}; {kept}"
 
 
 class _StopRequest:
@@ -149,6 +166,7 @@ class _Run:
         self.model_config = dataclasses.asdict(cfg.model)
         self.step = self.epoch = self.step_in_epoch = 0
         state = self._restore() if resume else None
+        self.saved_step: Optional[int] = self.step if resume else None  # the step of the checkpoint on disk
         self._wrap_for_processes()
         self.ema = self._make_ema(state, resume)
         self.guard = self.parts.scalers = StepGuard(self.parts.scalers, self.method.nets.values(), info, device)
@@ -262,6 +280,7 @@ class _Run:
                         {"run": self.cfg.name, "step": self.step, "epoch": self.epoch, "data": str(self.cfg.data.root),
                          "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                          **getattr(method, "provenance", {})})  # a student names its teacher
+        self.saved_step = self.step
 
     def samples(self, tag: str) -> None:
         """The sample grid of the fixed batch (with the averaged generators when there are)."""
@@ -323,10 +342,21 @@ class _Run:
                 stopped_by = self._epochs(stop)
             finally:
                 self.pbar.close()
-                if self.log is not None:
-                    self.log.close()
-                    self.monitor.close()
+                self._close_outputs()
         return TrainResult(self.run_dir, self.step, self.epoch, stopped_by, self.method)
+
+    def _close_outputs(self) -> None:
+        """Close log.jsonl and draw losses.png; a failed write here is reported, not raised (the run's
+        own outcome, or the error that stopped it, is what matters)."""
+        if self.log is None:
+            return
+        try:
+            self.log.close()
+            self.monitor.close()
+        except OSError as e:
+            if not is_write_failure(e):
+                raise
+            print(f"warning: could not finish the run's log: {describe_os_error(e)}", file=sys.stderr)
 
     def _epochs(self, stop: _StopRequest) -> Optional[int]:
         """Train epoch after epoch until the target; returns the stopping signal, if any."""
