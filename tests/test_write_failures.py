@@ -80,3 +80,44 @@ def test_training_on_a_full_disk_stops_cleanly_and_resumes(ab_data, small_fs):
     again = _train([*args, "--max-steps", "4", "--resume"])
     assert again.returncode == 0, again.stderr
     assert load_state(run)["step"] == 4
+
+
+def _convert(*args):
+    env = {**os.environ, "PYTHONPATH": str(repo_root())}
+    return subprocess.run([sys.executable, "-m", "translate", "convert", *map(str, args), "--no-progress"],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.slow
+def test_convert_on_a_full_disk_stops_once_and_a_rerun_finishes(tmp_path, small_fs):
+    import numpy as np
+
+    from conftest import make_translator, write_image_file
+    from translate.data.io import read_image
+
+    ckpt = make_translator(tmp_path / "ck")
+    rng = np.random.default_rng(0)
+    src = tmp_path / "in"
+    for k in range(24):
+        write_image_file(src / f"{k:02d}.png", rng.integers(0, 256, (96, 96, 3), dtype=np.uint8))
+    probe = _convert(ckpt, src / "00.png", tmp_path / "probe")
+    assert probe.returncode == 0, probe.stderr
+    one = max(4096, (tmp_path / "probe" / "00.png").stat().st_size)
+    out = small_fs / "out"
+    filler = fill(small_fs, leave=6 * one)  # room for a few outputs, not 24
+    full = _convert(ckpt, src, out, "--batch-size", "1")
+    assert full.returncode == 2, full.stderr
+    assert "Traceback" not in full.stderr and "failed:" not in full.stderr  # one error, not one per file
+    errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "No space left on device (ENOSPC)" in errors[0] and "run the same command again" \
+        in errors[0], full.stderr
+    written = sorted(out.glob("*.png"))
+    assert 0 < len(written) < 24
+    for p in written:  # what was written is complete
+        assert read_image(p).shape == (96, 96, 3)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+    filler.unlink()
+    again = _convert(ckpt, src, out)
+    assert again.returncode == 0, again.stderr
+    assert len(list(out.glob("*.png"))) == 24
+    assert f"converted {24 - len(written)}, skipped {len(written)} (already done), failed 0 of 24" in again.stderr
