@@ -75,3 +75,48 @@ def test_stop_before_any_checkpoint_says_so(ab_data, tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSLATE_INJECT_NAN", "1-2")
     with pytest.raises(NonFiniteError, match="No checkpoint had been saved yet"):
         train(tiny_cfg("pix2pix", ab_data, tmp_path / "ck", max_steps=5, nonfinite_patience=2))
+
+
+def _children(pid):
+    path = f"/proc/{pid}/task/{pid}/children"
+    try:
+        return [int(x) for x in open(path).read().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.slow
+def test_a_killed_loader_worker_stops_the_run_resumably(ab_data, tmp_path):
+    import signal
+    import time
+
+    args = ["train", "pix2pix", "--data", str(ab_data), "--name", "run", "--checkpoints-dir", str(tmp_path / "ck"),
+            "--preset", "tiny", "--batch-size", "1", "--epochs", "1000", "--max-steps", "3000", "--num-workers", "2",
+            "--log-every", "1"]
+    env = {**os.environ, "PYTHONPATH": str(repo_root())}
+    proc = subprocess.Popen([sys.executable, "-m", "translate", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    log = tmp_path / "ck" / "run" / "log.jsonl"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 3):
+            time.sleep(0.2)
+        workers = _children(proc.pid)
+        assert workers, "no loader worker processes found"
+        os.kill(workers[0], signal.SIGKILL)  # as the out-of-memory killer would
+        _, err = proc.communicate(timeout=120)  # not a hang
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: training stopped at step ") and "data-loader worker" in last, err
+    assert "out-of-memory" in last and "--num-workers" in last and "--resume" in last
+    step = load_state(tmp_path / "ck" / "run")["step"]
+    assert step >= 3 and f"a checkpoint of step {step} is saved" in last
+    resumed = subprocess.run([sys.executable, "-m", "translate", *args[:-8], "--max-steps", str(step + 2),
+                              "--num-workers", "2", "--resume"], capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_state(tmp_path / "ck" / "run")["step"] == step + 2

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Dict, FrozenSet, Iterable, List, Optional
+import signal
+import threading
+from typing import Dict, FrozenSet, Iterable, Iterator, List, Optional
 
 import torch
 from torch import nn
@@ -161,3 +163,58 @@ def nets_are_finite(nets: Iterable[nn.Module]) -> bool:
         return True
     norms = torch._foreach_norm([t.detach().float() for t in tensors])
     return math.isfinite(float(torch.stack(norms).sum()))
+
+
+class LoaderWorkerDied(TrainingError):
+    """A data-loader worker process died (killed by the out-of-memory killer, say).
+
+    Attributes:
+        between_steps: True when it was noticed while waiting for a batch, so the networks hold the
+            complete state after the last step (it can be saved); False when it interrupted a step.
+    """
+
+    def __init__(self, detail: str, between_steps: bool):
+        super().__init__(detail)
+        self.detail, self.between_steps = detail, between_steps
+
+
+def is_worker_death(error: BaseException) -> bool:
+    """Whether ``error`` is PyTorch's report of a DataLoader worker that exited or was killed."""
+    return isinstance(error, RuntimeError) and "DataLoader worker" in str(error)
+
+
+def batches(loader) -> Iterator:
+    """The batches of ``loader``; a dead worker raises :class:`LoaderWorkerDied` between steps.
+
+    PyTorch notices a dead worker in two ways: its SIGCHLD handler raises at whatever line the
+    main thread is running (possibly between the generator and discriminator updates of a step,
+    leaving a state that must not be saved), and ``next()`` finds the worker gone while waiting
+    for its batch (within 5 s). While the batches are drawn here the first is switched off, so the
+    error always arrives between two steps and the state after the last step can be saved.
+    """
+    it = iter(loader)  # creates the workers (and installs PyTorch's SIGCHLD handler once)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_DFL) if main_thread else None
+    try:
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except RuntimeError as e:
+                if not is_worker_death(e):
+                    raise
+                raise LoaderWorkerDied(str(e), between_steps=True) from None
+            yield batch
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGCHLD, previous)
+
+
+def worker_death_message(error: LoaderWorkerDied, step: int, saved: Optional[int], num_workers: int) -> str:
+    """One paragraph: what happened, what state the run is in, what to try."""
+    state = (f"a checkpoint of step {saved} is saved; continue with --resume" if saved is not None else
+             "the last saved checkpoint, if any, is kept; continue with --resume")
+    return (f"training stopped at step {step}: a data-loader worker process died ({error.detail.strip()}). This is "
+            "usually the kernel's out-of-memory killer (see `dmesg`). Try fewer loader processes (--num-workers, "
+            f"now {num_workers}), a smaller --batch-size or --load-size, or more memory; {state}.")

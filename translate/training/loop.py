@@ -34,11 +34,12 @@ from ..config import RunConfig
 from ..fsutil import describe_os_error, is_write_failure, recover_dir
 from ..runtime import DeviceError, check_precision, resolve_device, use_fast_kernels, warn_if_slow_precision
 from .ema import GeneratorEMA
-from .health import NonFiniteError, NonFiniteTracker, StepGuard, injected_nan_steps, nets_are_finite, poison
+from .health import (LoaderWorkerDied, NonFiniteError, NonFiniteTracker, StepGuard, batches, injected_nan_steps,
+                     is_worker_death, nets_are_finite, poison, worker_death_message)
 from .logging import JsonlLog, save_grid
 from .monitor import BestKeeper, EvaluateFn, Monitor
 from .pipeline import (EpochSampler, TrainingError, add_losses, build_trainables, build_training_dataset,
-                       fixed_batch, make_loader, preprocessing_record)
+                       fixed_batch, make_loader, preprocessing_record, resolve_num_workers)
 from .state import (STATE_FILE, ResumeError, check_same_model, load_state, rng_state, save_state, set_rng_state,
                     write_run_json)
 
@@ -340,10 +341,29 @@ class _Run:
         with _StopRequest() as stop:
             try:
                 stopped_by = self._epochs(stop)
+            except LoaderWorkerDied as e:
+                self._stop_for_dead_worker(e)
+            except RuntimeError as e:  # PyTorch's own report, from code outside batches()
+                if not is_worker_death(e):
+                    raise
+                self._stop_for_dead_worker(LoaderWorkerDied(str(e), between_steps=False))
             finally:
                 self.pbar.close()
                 self._close_outputs()
         return TrainResult(self.run_dir, self.step, self.epoch, stopped_by, self.method)
+
+    def _stop_for_dead_worker(self, error: LoaderWorkerDied) -> None:
+        """Save the state when it is complete (the worker died between steps, single process), then stop."""
+        saved = None
+        if error.between_steps and not self.info.enabled:
+            try:
+                self.checkpoint()
+                saved = self.step
+            except RuntimeError as e:  # another worker dying during the save
+                if not is_worker_death(e):
+                    raise
+        raise TrainingError(worker_death_message(error, self.step, saved, resolve_num_workers(
+            self.cfg.data.num_workers))) from None
 
     def _close_outputs(self) -> None:
         """Close log.jsonl and draw losses.png; a failed write here is reported, not raised (the run's
@@ -391,7 +411,7 @@ class _Run:
         loop = self.loop
         self.sampler.set_epoch(self.epoch, self.step_in_epoch * loop.batch_size)
         stopping = False
-        for batch in self.loader:
+        for batch in batches(self.loader):
             if self.step + 1 in self.inject_nan:
                 batch = poison(batch)
             self.guard.begin()
