@@ -47,3 +47,31 @@ def test_gradients_are_unchanged(arch, kwargs, size, bf16):
     assert grads[0].keys() == grads[1].keys()
     for n in grads[0]:
         assert torch.equal(grads[0][n], grads[1][n]), n
+
+
+def test_dry_run_measures_and_writes_nothing(ab_data, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import repo_root
+
+    env = {**__import__("os").environ, "PYTHONPATH": str(repo_root())}
+    proc = subprocess.run([sys.executable, "-m", "translate", "train", "pix2pix", "--data", str(ab_data), "--name",
+                           "run", "--checkpoints-dir", str(tmp_path / "ck"), "--preset", "tiny", "--batch-size", "2",
+                           "--max-steps", "40", "--epochs", "100", "--dry-run"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "dry run of pix2pix: batch 2 of 3x32x32 inputs on cpu (fp32)" in out
+    assert "gen_a2b 0.26M, disc_b 0.05M" in out and "peak memory:" in out and "seconds/step:" in out
+    assert "to the end:      40 steps" in out
+    assert not (tmp_path / "ck").exists()
+
+
+def test_dry_run_api(ab_data, tmp_path):
+    from translate.training.dryrun import dry_run
+
+    report = dry_run(tiny_cfg("pix2pix", ab_data, tmp_path / "ck", max_steps=10, epochs=100))
+    assert report.steps == 3 and len(report.step_times) == 3 and report.step_seconds > 0
+    assert report.peak_memory_bytes > 0 and report.total_steps == 10
+    assert report.input_shape == [2, 3, 32, 32] and set(report.parameters) == {"gen_a2b", "disc_b"}
+    assert not (tmp_path / "ck").exists()
