@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..distributed import DistInfo
 from ..errors import ArgumentError
 from .machine import PeakMemory, matmul_peak, sync
 from .synthetic import make_synthetic_datasets
@@ -268,9 +269,12 @@ class Bench:
         return matmul_peak(s.device, precision, s.matmul_size, s.matmul_seconds, s.quick)
 
     # -- training
-    def train(self, method: str, precision: str, compile: bool = False) -> Dict[str, Any]:
+    def train(self, method: str, precision: str, compile: bool = False, grad_checkpoint: bool = False,
+              guard: bool = False) -> Dict[str, Any]:
         """Training speed of ``method``; with ``compile`` the nets go through ``torch.compile`` after
-        the FLOP-counting first step (eager), and the first compiled step is timed apart."""
+        the FLOP-counting first step (eager), and the first compiled step is timed apart. With
+        ``grad_checkpoint`` the generator blocks are recomputed (``--grad-checkpoint``); with
+        ``guard`` each step goes through the loop's non-finite guard (:func:`guarded_step`)."""
         from ..training.pipeline import (EpochSampler, add_losses, build_trainables, build_training_dataset,
                                          check_compile, compile_train_nets, make_loader, resolve_num_workers)
 
@@ -280,6 +284,7 @@ class Bench:
         else:
             data_root = self.datasets()["paired" if method == "pix2pix" else "unpaired"]
             cfg = run_config(method, s, precision, data_root)
+        cfg.loop.grad_checkpoint = grad_checkpoint
         loop, d = cfg.loop, cfg.data
         mem = PeakMemory(device)
         with fork_rng(device), mem:
@@ -305,6 +310,10 @@ class Bench:
                 batch = next(batches)
                 add_losses(sums, parts.step(batch))  # what the loop does with the losses between logs
                 return batch["a"].shape[0]
+
+            extra: Dict[str, Any] = {}
+            if guard:
+                step = guarded_step(parts, batches, sums, cfg, extra)
 
             prepare = None
             if compile:
@@ -334,7 +343,7 @@ class Bench:
             res.update(metric="training iterations/s", unit="it/s", flops_per_item=step_flops,
                        images_per_iteration=s.batch_size)
         res.update(peak_memory_bytes=mem.peak, peak_memory_kind=mem.kind, num_workers=num_workers,
-                   netG=net_g, generator=gen.arch, compile=compile)
+                   netG=net_g, generator=gen.arch, compile=compile, grad_checkpoint=grad_checkpoint, **extra)
         if method == "pix2pixhd":
             res.update(label_size=list(label_size(s)), label_nc=s.label_nc)
         return res
@@ -536,6 +545,37 @@ def psnr_folders(ref_dir: Path, test_dir: Path) -> Dict[str, Any]:
     mse = se / max(count_px, 1)
     psnr = None if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
     return {"psnr_db": psnr, "identical": mse == 0, "images": n_img}
+
+
+def guarded_step(parts, batches, sums: Dict[str, torch.Tensor], cfg, extra: Dict[str, Any]) -> Callable[[], int]:
+    """A training step as the loop runs it with its health checks: through the non-finite guard
+    (one host synchronisation per optimizer update, buffers saved before the step) and the
+    sample-batch diagnostics every ``loop.health_every`` steps; ``extra`` receives the measured
+    seconds of one diagnostics check (``health_check_seconds``)."""
+    from ..training.diagnostics import Diagnostics, generator_pairs
+    from ..training.health import NonFiniteTracker, StepGuard
+    from ..training.pipeline import add_losses
+
+    m = parts.method
+    guard = parts.scalers = StepGuard(parts.scalers, m.nets.values(), DistInfo(), parts.device)
+    tracker, diagnostics = NonFiniteTracker(cfg.loop.nonfinite_patience), Diagnostics(not m.paired, "")
+    fixed = {k: v[: cfg.loop.sample_count].to(parts.device) for k, v in next(batches).items() if k in ("a", "b")}
+    count = [0]
+
+    def step() -> int:
+        batch = next(batches)
+        guard.begin()
+        losses = parts.step(batch)
+        if not tracker.record(count[0], guard.end()):
+            add_losses(sums, losses)
+        count[0] += 1
+        if cfg.loop.health_every and count[0] % cfg.loop.health_every == 0:
+            t0 = time.perf_counter()
+            diagnostics.on_samples(count[0], generator_pairs(m, fixed, parts.amp, cfg.data.generator_direction), 1.0)
+            extra["health_check_seconds"] = time.perf_counter() - t0
+        return batch["a"].shape[0]
+
+    return step
 
 
 @contextlib.contextmanager

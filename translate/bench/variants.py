@@ -32,7 +32,11 @@ COMPILE_WHAT = ("train-pix2pix-compile", "train-cyclegan-compile", "convert-pix2
 LAYOUT_WHAT = ("convert-pix2pix-channels-last", "convert-cyclegan-channels-last")
 RUNTIME_WHAT = ("convert-backends",)
 STUDENT_WHAT = ("convert-student",)
-VARIANT_WHAT = COMPILE_WHAT + LAYOUT_WHAT + RUNTIME_WHAT + STUDENT_WHAT
+# --grad-checkpoint (next to train-pix2pixhd etc. for the memory and time ratios) and the loop's health
+# checks (non-finite guard + diagnostics; next to the plain rows for their cost)
+HEALTH_WHAT = ("train-pix2pixhd-grad-checkpoint", "train-pix2pix-grad-checkpoint", "train-cyclegan-grad-checkpoint",
+               "train-pix2pixhd-guard", "train-pix2pix-guard", "train-cyclegan-guard")
+VARIANT_WHAT = COMPILE_WHAT + LAYOUT_WHAT + RUNTIME_WHAT + STUDENT_WHAT + HEALTH_WHAT
 FP32_ONLY = RUNTIME_WHAT  # the runtimes run the fp32 graph
 
 
@@ -84,6 +88,9 @@ def measure_variant(bench: Bench, w: str, prec: str, result: Dict[str, Any],
 
 def _variant_rows(bench: Bench, w: str, prec: str, result: Dict[str, Any],
                   log: Callable[[str], None]) -> List[Dict[str, Any]]:
+    if w in HEALTH_WHAT:
+        variant = w.split("-", 2)[2].replace("-", "_")  # grad_checkpoint or guard
+        return [{**bench.train(_method(w), prec, **{variant: True}), "variant": variant}]
     if w in COMPILE_WHAT and w.startswith("train-"):
         return [{**bench.train(_method(w), prec, compile=True), "variant": "compile"}]
     if w in COMPILE_WHAT or w in LAYOUT_WHAT:

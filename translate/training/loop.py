@@ -33,6 +33,7 @@ from ..checkpoint import save_translator
 from ..config import RunConfig
 from ..fsutil import describe_os_error, is_write_failure, recover_dir
 from ..runtime import DeviceError, check_precision, resolve_device, use_fast_kernels, warn_if_slow_precision
+from .diagnostics import HealthReporter
 from .ema import GeneratorEMA
 from .health import (LoaderWorkerDied, NonFiniteError, NonFiniteTracker, StepGuard, batches, injected_nan_steps,
                      is_worker_death, nets_are_finite, poison, worker_death_message)
@@ -244,6 +245,7 @@ class _Run:
         self.fixed = fixed_batch(self.dataset, self.loop.sample_count, self.device) if main else None
         self.log = JsonlLog(run_dir / "log.jsonl", resume_step=self.step) if main else None
         self.monitor = Monitor(run_dir, cfg) if main else None
+        self.health = HealthReporter(self.method, cfg, self.log, self._say) if main else None
         self.keeper = BestKeeper(run_dir, cfg, self.evaluate_fn) if main and self.loop.eval_every else None
         self.preprocessing = preprocessing_record(cfg, self.method.size_multiple)
         if main:
@@ -313,9 +315,16 @@ class _Run:
             record["skipped_steps"] = self.nonfinite.skipped
         if self.main:
             self.log.write(record)
+            self.health.losses(self.step, record)
             self.monitor.log(record)
-        self.pbar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k not in ("step", "lr")}, refresh=False)
+        postfix = {k: f"{v:.3g}" for k, v in record.items() if k not in ("step", "lr")}
+        if self.main and self.health.active:
+            postfix["health"] = ",".join(self.health.active)
+        self.pbar.set_postfix(postfix, refresh=False)
         self.sums, self.window_start, self.window_steps, self.window_good = {}, time.perf_counter(), 0, 0
+
+    def _say(self, line: str) -> None:
+        self.pbar.write(line, file=sys.stderr)
 
     def _lr(self) -> float:
         return self.parts.optimizers[self.method.optimizer_names[0]].param_groups[0]["lr"]
@@ -441,13 +450,15 @@ class _Run:
             self._stop_nonfinite(bad)
         if bad is not None:
             if self.nonfinite.in_a_row == 1 and self.main:
-                self.pbar.write(f"step {self.step}: non-finite loss ({bad}); the update was skipped", file=sys.stderr)
+                self._say(f"step {self.step}: non-finite loss ({bad}); the update was skipped")
                 self.log.write({"step": self.step, "event": "nonfinite_skipped", "loss": bad})
             return
         if self.ema is not None:
             self.ema.update(self.step)
         self.window_good += 1
         add_losses(self.sums, losses)
+        if self.main:
+            self.health.samples(self.step, self.fixed, self.parts.amp, self._lr())
 
     def _stop_nonfinite(self, bad: str) -> None:
         """Put the last good checkpoint back into the nets (when there is one) and stop."""
