@@ -53,9 +53,102 @@ def test_no_translation_and_collapse_and_flat_from_samples():
     assert diag.on_samples(3, [(x, same)], 0.01) == []  # learning rate decayed: a still output is expected
 
 
+FAST = dict(epochs=1000, health_every=5, log_every=5, batch_size=2)
+
+
+def _pix2pix(data, tmp_path, name, steps, lr, **model):
+    cfg = tiny_cfg("pix2pix", data, tmp_path / "ck", name=name, max_steps=steps, lr=lr, **FAST)
+    for k, v in model.items():
+        setattr(cfg.model, k, v)
+    return _events(train(cfg).run_dir)
+
+
 @pytest.mark.slow
-def test_cyclegan_pushed_into_identity_is_flagged_and_a_normal_one_is_not(unpaired_data, tmp_path):
-    common = dict(max_steps=60, epochs=100, lr=2e-3, health_every=5, log_every=5)
-    pushed = train(tiny_cfg("cyclegan", unpaired_data, tmp_path / "ck", name="idt", **common))
-    cfg = tiny_cfg("cyclegan", unpaired_data, tmp_path / "ck", name="ok", **common)
-    assert [e["diagnostic"] for e in _events(pushed.run_dir)] == []
+def test_generator_collapse_is_flagged(tmp_path):
+    # every target is the same image: the generator learns to ignore its input
+    events = _pix2pix(_paired(tmp_path / "d", target="constant"), tmp_path, "collapse", 40, 2e-3)
+    assert "generator_collapse" in {e["diagnostic"] for e in events if e["event"] == "health_start"}, events
+
+
+@pytest.mark.slow
+def test_discriminator_domination_is_flagged(tmp_path):
+    # targets unrelated to the inputs and a huge L1 weight: the generator outputs a flat average
+    # that the discriminator (without normalisation, which would hide the contrast) tells from the
+    # noisy targets at once
+    events = _pix2pix(_paired(tmp_path / "d", target="noise"), tmp_path, "dom", 40, 2e-3, lambda_l1=1000.0,
+                      norm="none")
+    assert "discriminator_domination" in {e["diagnostic"] for e in events if e["event"] == "health_start"}, events
+
+
+@pytest.mark.slow
+def test_flat_generator_is_flagged(tmp_path):
+    events = _pix2pix(_paired(tmp_path / "d"), tmp_path, "flat", 30, 1e-12, norm="instance")
+    starts = [e for e in events if e["event"] == "health_start"]
+    assert [e["diagnostic"] for e in starts] == ["flat_generator"], events
+    assert "stopped changing" in starts[0]["message"]
+
+
+def _smooth_unpaired(root):
+    """Smooth images (easy to reproduce exactly), domain A darker than domain B."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:36, 0:40] / 36.0
+    for side, n in (("A", 4), ("B", 6)):
+        for k in range(n):
+            f1, f2, ph = rng.uniform(1, 3, 3)
+            img = np.stack([np.sin(f1 * xx * 3 + ph), np.cos(f2 * yy * 3), np.sin((xx + yy) * 2 + ph)], -1)
+            img = ((img * 0.5 + 0.5) * 255 * (0.6 if side == "A" else 1.0)).astype(np.uint8)
+            _write_png(root / f"train{side}" / f"{side}{k:03d}.png", img)
+    return root
+
+
+@pytest.mark.slow
+def test_cyclegan_pushed_into_identity_is_flagged_and_a_normal_one_is_not(tmp_path):
+    data = _smooth_unpaired(tmp_path / "d")
+    found = {}
+    for name, identity in (("pushed", 100.0), ("normal", 0.5)):
+        cfg = tiny_cfg("cyclegan", data, tmp_path / "ck", name=name, max_steps=60, lr=5e-3, **FAST)
+        cfg.model.netG, cfg.model.num_downs, cfg.model.lambda_identity = "unet", 5, identity
+        found[name] = {e["diagnostic"] for e in _events(train(cfg).run_dir) if e["event"] == "health_start"}
+    assert "no_translation" in found["pushed"], found
+    assert "no_translation" not in found["normal"], found
+
+
+@pytest.mark.slow
+def test_a_healthy_demo_run_raises_none(tmp_path):
+    from translate.demo import run_demo
+
+    assert run_demo(out=str(tmp_path / "ck"), data=str(tmp_path / "d"), minutes=1.0, device="cpu") == 0
+    log = tmp_path / "ck" / "demo" / "log.jsonl"
+    steps = [json.loads(x)["step"] for x in log.read_text().splitlines()]
+    assert max(steps) >= 50  # at least one sample check ran
+    assert _events(tmp_path / "ck" / "demo") == []
+
+
+def test_findings_show_in_info_and_plot(tmp_path):
+    from translate.info import describe, format_description
+    from translate.training.plot import loss_figure, loss_keys
+
+    from conftest import make_translator
+
+    run = tmp_path / "run"
+    make_translator(run)
+    (run / "run.json").write_text(json.dumps({"config": {}, "argv": ["translate"], "created": "now"}))
+    records = [{"step": 5, "d_real": 0.01}, {"step": 10, "d_real": 0.01},
+               {"step": 10, "event": "health_start", "diagnostic": "discriminator_domination", "values": {},
+                "message": "discriminator domination (d_real 0.01): try lsgan"},
+               {"step": 20, "d_real": 0.5},
+               {"step": 20, "event": "health_end", "diagnostic": "discriminator_domination", "since": 10,
+                "values": {}, "message": "over"},
+               {"step": 25, "event": "health_start", "diagnostic": "flat_generator", "values": {}, "message": "flat"},
+               {"step": 30, "d_real": 0.4}]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    desc = describe(run)
+    assert desc["run"]["last_log"] == {"step": 30, "d_real": 0.4}
+    assert [(h["diagnostic"], h["start"], h["end"]) for h in desc["run"]["health"]] == [
+        ("discriminator_domination", 10, 20), ("flat_generator", 25, None)]
+    text = format_description(desc)
+    assert "health:     discriminator domination, steps 10-20: discriminator domination (d_real 0.01)" in text
+    assert "health:     flat generator, since step 25 (ongoing): flat" in text
+    assert loss_keys([r for r in records if "event" not in r]) == ["d_real"]
+    fig = loss_figure(records)
+    assert len(fig.axes) == 1 and len(fig.axes[0].patches) == 2  # one shaded span per finding

@@ -24,12 +24,14 @@ import math
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import Dict, FrozenSet, Iterable, Iterator, List, Optional
 
 import torch
 from torch import nn
 
 from .. import distributed as D
+from ..fsutil import describe_os_error
 from .pipeline import TrainingError
 
 INJECT_ENV = "TRANSLATE_INJECT_NAN"
@@ -218,3 +220,15 @@ def worker_death_message(error: LoaderWorkerDied, step: int, saved: Optional[int
     return (f"training stopped at step {step}: a data-loader worker process died ({error.detail.strip()}). This is "
             "usually the kernel's out-of-memory killer (see `dmesg`). Try fewer loader processes (--num-workers, "
             f"now {num_workers}), a smaller --batch-size or --load-size, or more memory; {state}.")
+
+
+def write_failure_message(error: OSError, step: Optional[int], saved_step: Optional[int], run_dir: Path) -> str:
+    """One line for a run stopped by a failed write (full disk, I/O error, permission): where it
+    stopped, what failed, which checkpoint is intact and what to do."""
+    where = f"at step {step}" if step is not None else "before the first step"
+    if saved_step is not None:
+        kept = (f"the last complete checkpoint (step {saved_step}) in {run_dir} is intact; fix the cause, then add "
+                "--resume")
+    else:
+        kept = "no checkpoint had been written yet; fix the cause, then start the run again"
+    return f"training stopped {where}: could not write {describe_os_error(error)}; {kept}"

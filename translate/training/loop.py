@@ -16,10 +16,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,13 +34,14 @@ from ..runtime import DeviceError, check_precision, resolve_device, use_fast_ker
 from .diagnostics import HealthReporter
 from .ema import GeneratorEMA
 from .health import (LoaderWorkerDied, NonFiniteError, NonFiniteTracker, StepGuard, batches, injected_nan_steps,
-                     is_worker_death, nets_are_finite, poison, worker_death_message)
+                     is_worker_death, nets_are_finite, poison, worker_death_message, write_failure_message)
 from .logging import JsonlLog, save_grid
 from .monitor import BestKeeper, EvaluateFn, Monitor
 from .pipeline import (EpochSampler, TrainingError, add_losses, build_trainables, build_training_dataset,
                        fixed_batch, make_loader, preprocessing_record, resolve_num_workers)
 from .state import (STATE_FILE, ResumeError, check_same_model, load_state, rng_state, save_state, set_rng_state,
                     write_run_json)
+from .stop import StopRequest
 
 __all__ = ["TrainResult", "TrainingError", "ResumeError", "train"]
 
@@ -103,49 +102,10 @@ def train(cfg: RunConfig, resume: bool = False, argv: Optional[Sequence[str]] = 
     except OSError as e:
         if not is_write_failure(e):
             raise
-        raise TrainingError(_write_failure_message(e, run, run_dir)) from None
+        raise TrainingError(write_failure_message(e, run.step if run else None, run.saved_step if run else None,
+                                                  run_dir)) from None
     finally:
         D.shutdown()
-
-
-def _write_failure_message(error: OSError, run: Optional["_Run"], run_dir: Path) -> str:
-    """One line for a run stopped by a failed write (full disk, I/O error, permission)."""
-    where = f"at step {run.step}" if run is not None else "before the first step"
-    saved = run.saved_step if run is not None else None
-    if saved is None and (run_dir / STATE_FILE).exists():
-        saved = "an earlier run"
-    kept = (f"the last complete checkpoint ({'step ' + str(saved) if isinstance(saved, int) else saved}) in "
-            f"{run_dir} is intact; fix the cause, then add --resume" if saved is not None else
-            "no checkpoint had been written yet; fix the cause, then start the run again")
-    return f"training stopped {where}: could not write {describe_os_error(error)}; {kept}"
-
-
-class _StopRequest:
-    """SIGINT/SIGTERM set a flag checked after each step; a second signal stops at once."""
-
-    def __init__(self):
-        self.signum: Optional[int] = None
-        self._old = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, _frame):
-        if self.signum is not None:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        self.signum = signum
-        print(f"\n{signal.Signals(signum).name} received: finishing this step and saving a checkpoint "
-              "(send it again to stop at once)", file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False
 
 
 class _Run:
@@ -347,7 +307,7 @@ class _Run:
         for net in self.method.nets.values():
             net.train()  # sampling and evaluation work on copies, so the nets stay in training mode
         stopped_by = None
-        with _StopRequest() as stop:
+        with StopRequest() as stop:
             try:
                 stopped_by = self._epochs(stop)
             except LoaderWorkerDied as e:
@@ -387,7 +347,7 @@ class _Run:
                 raise
             print(f"warning: could not finish the run's log: {describe_os_error(e)}", file=sys.stderr)
 
-    def _epochs(self, stop: _StopRequest) -> Optional[int]:
+    def _epochs(self, stop: StopRequest) -> Optional[int]:
         """Train epoch after epoch until the target; returns the stopping signal, if any."""
         loop = self.loop
         while self.step < self.total_steps and self.epoch < self.total_epochs:
@@ -414,7 +374,7 @@ class _Run:
                 return stop.signum or signal.SIGTERM  # a signal here, or on another rank
         return None
 
-    def _steps(self, stop: _StopRequest) -> bool:
+    def _steps(self, stop: StopRequest) -> bool:
         """Steps of the current epoch until it ends, the step target is reached or a stop is
         agreed on (returned); checkpoints and evaluations fall due in between."""
         loop = self.loop
@@ -477,7 +437,7 @@ class _Run:
     def _out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
-    def _agree_to_stop(self, stop: _StopRequest) -> bool:
+    def _agree_to_stop(self, stop: StopRequest) -> bool:
         """Whether to stop after this step; all ranks must agree, so they compare notes every few steps."""
         info = self.info
         if not info.enabled or self.step % STOP_CHECK_EVERY == 0 or self.step_in_epoch == self.steps_per_epoch:
