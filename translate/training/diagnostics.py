@@ -24,8 +24,8 @@ class Thresholds:
     """When a finding's condition holds (see docs/health.md)."""
 
     d_loss: float = 0.02  # discriminator domination: every discriminator loss mean below this
-    identity_mad: float = 0.03  # no translation: MAD(input, output) below this...
-    identity_ssim: float = 0.9  # ...and SSIM(input, output) above this
+    identity_mad: float = 0.04  # no translation: MAD(input, output) below this...
+    identity_ssim: float = 0.85  # ...and SSIM(input, output) above this
     collapse_ratio: float = 0.05  # collapse: outputs differ less than this fraction of how much inputs differ...
     collapse_mad: float = 0.02  # ...and less than this MAD
     flat_mad: float = 0.0005  # flat generator: outputs changed less than this MAD since the previous check
