@@ -76,6 +76,9 @@ def _add_train_parser(sub, method: str):
                        "with --resume, from the run's saved configuration.")
     p.add_argument("--resume", action="store_true",
                    help="continue the run NAME from its last checkpoint, with its saved configuration")
+    p.add_argument("--dry-run", action="store_true",
+                   help="build the run and time a few real steps at this size and batch: print parameters per "
+                        "net, peak memory, seconds per step and the time to the end; write nothing")
     p.add_argument("--preset", choices=list_presets(),
                    help="named recipe applied before the options: " + ", ".join(list_presets()))
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -236,6 +239,11 @@ def _train_config(args):
 
 def _cmd_train(args, argv) -> int:
     cfg = _train_config(args)
+    if getattr(args, "dry_run", False):
+        from .training.dryrun import dry_run
+
+        print(dry_run(cfg).format())
+        return 0
     result = train(cfg, resume=args.resume, argv=argv)
     if launched_by_torchrun() and os.environ.get("RANK", "0") != "0":
         return 128 + result.stopped_by_signal if result.stopped_by_signal is not None else 0

@@ -96,6 +96,15 @@ class LoopConfig:
                               help="metric that picks translator_best/: l1, psnr, ssim, fid, kid "
                                    "(auto: l1 for methods trained on paired data, fid for unpaired ones)")
     eval_max_images: Optional[int] = option(50, minimum=1, help="images per evaluation")
+    nonfinite_patience: int = option(10, minimum=1, help="a step whose losses are not finite is skipped (no update); "
+                                                         "after this many in a row the run restores its last "
+                                                         "checkpoint and stops (docs/health.md)")
+    health_every: int = option(50, minimum=0, help="steps between checks of the sample batch for signs of a failing "
+                                                   "run: no translation, collapse, a flat generator "
+                                                   "(docs/health.md); 0: no diagnostics")
+    grad_checkpoint: bool = option(False, help="recompute the generator blocks in the backward pass "
+                                               "(torch.utils.checkpoint): less activation memory, more compute; "
+                                               "results and checkpoints are unchanged")
 
 
 def model_class(method: str) -> type:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .fsutil import atomic_write_text, remove_stale_temp_files
+from .fsutil import atomic_write_text, describe_os_error, is_disk_full, remove_stale_temp_files
 
 FAILED_FILE = "failed.jsonl"
 OUTPUT_EXTS = ("same", "png", "jpg", "webp", "tif")
@@ -41,6 +41,11 @@ OUTPUT_EXTS = ("same", "png", "jpg", "webp", "tif")
 
 class ConvertError(UserError):
     """The conversion cannot start (bad paths, unsafe output); nothing was written."""
+
+
+class OutputFullError(UserError):
+    """The output filesystem is full (or over quota): the job stops instead of failing every
+    remaining file; the outputs written so far are complete and a rerun skips them."""
 
 
 @dataclass
@@ -256,6 +261,11 @@ def convert(translator, input, output, *, direction: Optional[str] = None, batch
                 fut.result()
                 summary.converted += 1
             except (OSError, ValueError) as e:
+                if is_disk_full(e):
+                    raise OutputFullError(
+                        f"cannot write {describe_os_error(e)}; stopped after {summary.converted} of {len(todo)} "
+                        "images. Free space and run the same command again: the finished outputs are kept "
+                        "and skipped") from None
                 fail(src, f"cannot write {dst}: {e}")
             bar.update(1)
 
@@ -313,11 +323,18 @@ def convert(translator, input, output, *, direction: Optional[str] = None, batch
             for _s, _d, fut in inflight:
                 fut.cancel()
             drain_writes(0)  # finish what is being written (each write is atomic anyway)
+        except OutputFullError:
+            for _s, _d, fut in inflight:
+                fut.cancel()
+            raise
         finally:
             bar.close()
             summary.seconds = time.perf_counter() - t0
             if write_failures:
-                write_failures_file(output, summary.failures)
+                try:
+                    write_failures_file(output, summary.failures)
+                except OSError as e:  # the disk that stopped the job has no room for the list either
+                    print(f"warning: could not write the failure list: {describe_os_error(e)}", file=sys.stderr)
     return summary
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import shutil
@@ -46,11 +47,13 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
         # mkstemp creates the file private (0600); give it the mode a plain open() would.
         os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and e.filename is None:
+            e.filename = str(path)  # a failed write on the descriptor does not say which file it was
         raise
     _fsync_dir(path.parent)
 
@@ -111,3 +114,25 @@ def recover_dir(target: Path) -> Path:
         except OSError:  # read-only location: read the old folder in place
             return old
     return target
+
+
+# Errors of a write that retrying the same file cannot fix: the job must stop, not fail file by file.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+WRITE_FAILURE_ERRNOS = DISK_FULL_ERRNOS | {errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error`` says the filesystem (or the quota) has no room left."""
+    return isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS
+
+
+def is_write_failure(error: BaseException) -> bool:
+    """Whether ``error`` is a storage failure (full disk or quota, I/O error, read-only, permission)."""
+    return isinstance(error, OSError) and error.errno in WRITE_FAILURE_ERRNOS
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for a failed file operation: ``PATH: No space left on device (ENOSPC)``."""
+    name = errno.errorcode.get(error.errno, str(error.errno))
+    reason = f"{error.strerror or error} ({name})"
+    return f"{error.filename}: {reason}" if error.filename else reason

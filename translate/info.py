@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Dict, Union
 
 from .checkpoint import read_translator_json
+from .training.diagnostics import LABELS, health_summary
 
 
 def describe(path: Union[str, Path]) -> Dict[str, Any]:
@@ -28,11 +29,15 @@ def describe(path: Union[str, Path]) -> Dict[str, Any]:
         out["run"]["resume_state"] = str(state) if state.is_file() else None
         log = run_dir / "log.jsonl"
         if log.is_file():
-            lines = [ln for ln in log.read_text(encoding="utf-8").splitlines() if ln.strip()]
-            try:
-                out["run"]["last_log"] = json.loads(lines[-1]) if lines else None
-            except json.JSONDecodeError:
-                out["run"]["last_log"] = None
+            records = []
+            for ln in log.read_text(encoding="utf-8").splitlines():
+                try:
+                    records.append(json.loads(ln))
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a crash
+            losses = [r for r in records if "event" not in r]
+            out["run"]["last_log"] = losses[-1] if losses else None
+            out["run"]["health"] = health_summary(records)
         samples = sorted((run_dir / "samples").glob("*.png")) if (run_dir / "samples").is_dir() else []
         out["run"]["samples"] = [str(s) for s in samples[-3:]]
     return out
@@ -72,6 +77,11 @@ def format_description(desc: Dict[str, Any]) -> str:
         if run.get("last_log"):
             log = run["last_log"]
             lines.append("last log:   " + ", ".join(f"{k}={v}" for k, v in log.items()))
+        for h in run.get("health") or []:
+            when = f"steps {h['start']}-{h['end']}" if h["end"] is not None else f"since step {h['start']} (ongoing)"
+            lines.append(f"health:     {LABELS.get(h['diagnostic'], h['diagnostic'])}, {when}: {h['message']}")
+        if run.get("health") == []:
+            lines.append("health:     no findings (docs/health.md)")
         lines.append(f"resume:     {run['resume_state'] or 'no resume state'}")
         if run.get("samples"):
             lines.append(f"samples:    {run['samples'][-1]}")

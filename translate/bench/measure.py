@@ -21,6 +21,8 @@ import torch
 
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..distributed import DistInfo
+
 from ..checkpoint import read_translator_json, save_translator
 from ..config import RunConfig, default_config
 from ..data.discover import list_images
@@ -32,6 +34,8 @@ from ..models import build_generator
 from ..nn import init_weights
 from ..training.pipeline import (EpochSampler, add_losses, build_trainables, build_training_dataset, check_compile,
                                  compile_train_nets, make_loader, preprocessing_record, resolve_num_workers)
+from ..training.diagnostics import Diagnostics, generator_pairs
+from ..training.health import NonFiniteTracker, StepGuard
 from ..translator import Translator
 from .machine import PeakMemory, matmul_peak, sync
 from .synthetic import make_synthetic_datasets, synthetic_image
@@ -298,17 +302,23 @@ class Bench:
             return run_config(method, self.s, precision, self.label_dataset())
         return run_config(method, self.s, precision, self.datasets()[get_method(method).data])
 
-    def train(self, method: str, precision: str, compile: bool = False) -> Dict[str, Any]:
+    def train(self, method: str, precision: str, compile: bool = False, grad_checkpoint: bool = False,
+              guard: bool = False) -> Dict[str, Any]:
         """Training speed of ``method``; with ``compile`` the nets go through ``torch.compile`` after
-        the FLOP-counting first step (eager), and the first compiled step is timed apart.
+        the FLOP-counting first step (eager), and the first compiled step is timed apart. With
+        ``grad_checkpoint`` the generator blocks are recomputed (``--grad-checkpoint``); with
+        ``guard`` each step goes through the loop's non-finite guard (:func:`guarded_step`).
 
         A row counts what the method's :class:`BenchSpec` says one step counts: images (img/s,
         FLOPs per image) or iterations (it/s, FLOPs per step)."""
         s, spec = self.s, bench_spec(method)
         cfg = self.train_config(method, precision)
+        cfg.loop.grad_checkpoint = grad_checkpoint
+        extra: Dict[str, Any] = {}
         mem = PeakMemory(s.device)
         with fork_rng(s.device), mem:
-            res, gen, num_workers = self._train_steps(cfg, spec.counts == "images", compile)
+            res, gen, num_workers = self._train_steps(cfg, spec.counts == "images", compile,
+                                                          guard=extra if guard else None)
             w, h = label_size(s) if spec.data == "labels" else (s.size, s.size)
             gen_flops = generator_forward_flops(gen.arch, gen.config, (1, gen.config["input_nc"], h, w))
         step_flops = res.pop("step_flops")
@@ -323,13 +333,14 @@ class Bench:
             res.update(metric="training iterations/s", unit="it/s", flops_per_item=step_flops,
                        images_per_iteration=s.batch_size)
         res.update(peak_memory_bytes=mem.peak, peak_memory_kind=mem.kind, num_workers=num_workers,
-                   netG=net_g, generator=gen.arch, compile=compile)
+                   netG=net_g, generator=gen.arch, compile=compile, grad_checkpoint=grad_checkpoint, **extra)
         if spec.data == "labels":
             res.update(label_size=list(label_size(s)), label_nc=s.label_nc)
         return res
 
-    def _train_steps(self, cfg, count_images: bool, compile: bool):
-        """Time training steps of ``cfg`` through the training data path, as the loop runs them.
+    def _train_steps(self, cfg, count_images: bool, compile: bool, guard: Optional[Dict[str, Any]] = None):
+        """Time training steps of ``cfg`` through the training data path, as the loop runs them;
+        with ``guard`` (a dict that receives its extra figures) through the loop's health checks.
 
         Returns:
             (timing of :meth:`_time_steps`, the first generator, loader worker count).
@@ -357,6 +368,8 @@ class Bench:
             add_losses(sums, parts.step(batch))  # what the loop does with the losses between logs
             return batch["a"].shape[0]
 
+        if guard is not None:
+            step = guarded_step(parts, batches, sums, cfg, guard)
         prepare = None
         if compile:
             check_compile(device, distributed=False)
@@ -557,6 +570,33 @@ def psnr_folders(ref_dir: Path, test_dir: Path) -> Dict[str, Any]:
     mse = se / max(count_px, 1)
     psnr = None if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
     return {"psnr_db": psnr, "identical": mse == 0, "images": n_img}
+
+
+def guarded_step(parts, batches, sums: Dict[str, torch.Tensor], cfg, extra: Dict[str, Any]) -> Callable[[], int]:
+    """A training step as the loop runs it with its health checks: through the non-finite guard
+    (one host synchronisation per optimizer update, buffers saved before the step) and the
+    sample-batch diagnostics every ``loop.health_every`` steps; ``extra`` receives the measured
+    seconds of one diagnostics check (``health_check_seconds``)."""
+    m = parts.method
+    guard = parts.scalers = StepGuard(parts.scalers, m.nets.values(), DistInfo(), parts.device)
+    tracker, diagnostics = NonFiniteTracker(cfg.loop.nonfinite_patience), Diagnostics(not m.paired, "")
+    fixed = {k: v[: cfg.loop.sample_count].to(parts.device) for k, v in next(batches).items() if k in ("a", "b")}
+    count = [0]
+
+    def step() -> int:
+        batch = next(batches)
+        guard.begin()
+        losses = parts.step(batch)
+        if not tracker.record(count[0], guard.end()):
+            add_losses(sums, losses)
+        count[0] += 1
+        if cfg.loop.health_every and count[0] % cfg.loop.health_every == 0:
+            t0 = time.perf_counter()
+            diagnostics.on_samples(count[0], generator_pairs(m, fixed, parts.amp, cfg.data.generator_direction), 1.0)
+            extra["health_check_seconds"] = time.perf_counter() - t0
+        return batch["a"].shape[0]
+
+    return step
 
 
 @contextlib.contextmanager

@@ -35,7 +35,7 @@ from ..export import quantize_int8
 from ..runtimes import BACKENDS, ExportError
 from ..runtimes.onnx import generator_to_onnx
 from ..translator import Translator
-from .measure import Bench, BenchError, bench_spec, convert_methods, psnr_folders
+from .measure import Bench, BenchError, bench_spec, benched_methods, convert_methods, psnr_folders
 
 RUNTIME_WHAT = ("convert-backends",)
 STUDENT_WHAT = ("convert-student",)
@@ -51,9 +51,16 @@ def layout_what() -> Tuple[str, ...]:
     return tuple(f"convert-{m}-channels-last" for m in convert_methods())
 
 
+def health_what() -> Tuple[str, ...]:
+    """``--grad-checkpoint`` (next to the plain row for the memory and time ratios) and the loop's
+    health checks (non-finite guard + diagnostics; next to the plain row for their cost)."""
+    methods = benched_methods()
+    return tuple(f"train-{m}-grad-checkpoint" for m in methods) + tuple(f"train-{m}-guard" for m in methods)
+
+
 def variant_what() -> Tuple[str, ...]:
     """The opt-in measurements of this module."""
-    return compile_what() + layout_what() + RUNTIME_WHAT + STUDENT_WHAT
+    return compile_what() + layout_what() + RUNTIME_WHAT + STUDENT_WHAT + health_what()
 
 
 def _method(w: str) -> str:
@@ -102,6 +109,9 @@ def measure_variant(bench: Bench, w: str, prec: str, result: Dict[str, Any],
 def _variant_rows(bench: Bench, w: str, prec: str, result: Dict[str, Any],
                   log: Callable[[str], None]) -> List[Dict[str, Any]]:
     compiled = compile_what()
+    if w in health_what():
+        variant = w.split("-", 2)[2].replace("-", "_")  # grad_checkpoint or guard
+        return [{**bench.train(_method(w), prec, **{variant: True}), "variant": variant}]
     if w in compiled and w.startswith("train-"):
         return [{**bench.train(_method(w), prec, compile=True), "variant": "compile"}]
     if w in compiled or w in layout_what():

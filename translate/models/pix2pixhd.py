@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn import check_int, get_norm_layer
+from ..nn import check_int, get_norm_layer, run_block
 from .resnet import ResnetBlock
 
 
@@ -54,21 +54,25 @@ class GlobalGenerator(nn.Module):
                  norm: str) -> None:
         super().__init__()
         norm_layer = get_norm_layer(norm)
-        layers = _stem(input_nc, ngf, norm_layer)
-        for i in range(n_downsampling):
-            layers += _down(ngf * 2**i, norm_layer)
+        segments = [_stem(input_nc, ngf, norm_layer)]
+        segments += [_down(ngf * 2**i, norm_layer) for i in range(n_downsampling)]
         width = ngf * 2**n_downsampling
-        layers += [ResnetBlock(width, "reflect", norm_layer, False, True) for _ in range(n_blocks)]
-        for i in range(n_downsampling, 0, -1):
-            layers += _up(ngf * 2**i, norm_layer)
-        self.body = nn.Sequential(*layers)
+        segments += [[ResnetBlock(width, "reflect", norm_layer, False, True)] for _ in range(n_blocks)]
+        segments += [_up(ngf * 2**i, norm_layer) for i in range(n_downsampling, 0, -1)]
+        self.body = nn.Sequential(*[layer for segment in segments for layer in segment])
+        self.ends = [sum(map(len, segments[:k + 1])) for k in range(len(segments))]  # block boundaries in body
         self.head = _head(ngf, output_nc)
+        self.grad_checkpoint = False  # recompute each block in the backward pass (translate.nn.checkpointing)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)  # (B, ngf, H, W)
+        start = 0
+        for end in self.ends:  # stem, downsamplings, residual blocks, upsamplings
+            x = run_block(self, self.body[start:end], x)
+            start = end
+        return x  # (B, ngf, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))  # (B, output_nc, H, W)
+        return run_block(self, self.head, self.features(x))  # (B, output_nc, H, W)
 
 
 class Pix2PixHDGenerator(nn.Module):
@@ -123,6 +127,7 @@ class Pix2PixHDGenerator(nn.Module):
             self.local_head = _head(ngf, output_nc)
         # 3x3 average pooling with stride 2 (padded borders not counted): G1's half-size input.
         self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+        self.grad_checkpoint = False  # the local enhancer's parts; G1 has its own switch
 
     def _check(self, x: torch.Tensor, multiple: int) -> None:
         h, w = x.shape[-2:]
@@ -141,5 +146,5 @@ class Pix2PixHDGenerator(nn.Module):
         if not self.n_local_enhancers:
             return self.global_net(x)
         coarse = self.global_net.features(self.downsample(x))  # (B, 2 ngf, H/2, W/2)
-        fine = self.local_down(x)  # (B, 2 ngf, H/2, W/2)
-        return self.local_head(self.local_up(fine + coarse))  # (B, output_nc, H, W)
+        fine = run_block(self, self.local_down, x)  # (B, 2 ngf, H/2, W/2)
+        return run_block(self, self.local_head, run_block(self, self.local_up, fine + coarse))  # (B, output_nc, H, W)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn import check_bool, check_int, get_norm_layer
+from ..nn import check_bool, check_int, get_norm_layer, run_block
 
 _PADDINGS = ("reflect", "replicate", "zero")
 
@@ -102,6 +102,7 @@ class ResnetGenerator(nn.Module):
         }
         # Two stride-2 steps down and two up: other sizes would come back resized.
         self.size_multiple = 4
+        self.grad_checkpoint = False  # recompute each block in the backward pass (translate.nn.checkpointing)
 
         # Batch norm has its own shift, so a conv bias in front of it would be redundant.
         use_bias = norm != "batch"
@@ -211,8 +212,9 @@ class ResnetGenerator(nn.Module):
                 return self._features(x, layers, stop_early=True)[0]
             feats, x = self._features(x, layers, stop_early=False)
             return self.head(self.up(x)), feats
-        x = self.stem(x)  # (B, ngf, H, W)
-        x = self.down(x)  # (B, 4 * ngf, H/4, W/4)
-        x = self.blocks(x)  # (B, 4 * ngf, H/4, W/4)
-        x = self.up(x)  # (B, ngf, H, W)
-        return self.head(x)  # (B, output_nc, H, W)
+        x = run_block(self, self.stem, x)  # (B, ngf, H, W)
+        x = run_block(self, self.down, x)  # (B, 4 * ngf, H/4, W/4)
+        for block in self.blocks:
+            x = run_block(self, block, x)  # (B, 4 * ngf, H/4, W/4)
+        x = run_block(self, self.up, x)  # (B, ngf, H, W)
+        return run_block(self, self.head, x)  # (B, output_nc, H, W)

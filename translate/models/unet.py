@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn import check_bool, check_int, get_norm_layer
+from ..nn import check_bool, check_int, get_norm_layer, run_block
 
 
 class UnetGenerator(nn.Module):
@@ -73,6 +73,7 @@ class UnetGenerator(nn.Module):
         # The encoder halves H and W num_downs times, and the decoder must land exactly
         # on the encoder sizes to concatenate with them.
         self.size_multiple = 2**num_downs
+        self.grad_checkpoint = False  # recompute each level in the backward pass (translate.nn.checkpointing)
 
         # Batch norm has its own shift, so a conv bias in front of it would be redundant.
         use_bias = norm != "batch"
@@ -140,7 +141,7 @@ class UnetGenerator(nn.Module):
 
         skips = []
         for down in self.down:
-            x = down(x)  # (B, c[k], H / 2**(k+1), W / 2**(k+1))
+            x = run_block(self, down, x)  # (B, c[k], H / 2**(k+1), W / 2**(k+1))
             skips.append(x)
 
         # x is now the bottleneck, (B, c[-1], H / 2**num_downs, W / 2**num_downs).
@@ -148,5 +149,5 @@ class UnetGenerator(nn.Module):
             if i > 0:
                 # Skip first, then the upsampled features: (B, 2 * c[k], h, w).
                 x = torch.cat([skips[-1 - i], x], dim=1)
-            x = up(x)  # (B, c[k-1] or output_nc, 2h, 2w)
+            x = run_block(self, up, x)  # (B, c[k-1] or output_nc, 2h, 2w)
         return x

@@ -1,5 +1,7 @@
 """Building blocks shared by the architectures in :mod:`translate.models`."""
 
+from .checkpointing import run_block, set_grad_checkpoint
+
 from .layers import (
     check_bool,
     check_int,
@@ -16,4 +18,6 @@ __all__ = [
     "init_weights",
     "list_inits",
     "list_norms",
+    "run_block",
+    "set_grad_checkpoint",
 ]

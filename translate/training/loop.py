@@ -16,10 +16,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,15 +29,19 @@ import torch
 from .. import distributed as D
 from ..checkpoint import save_translator
 from ..config import RunConfig
-from ..fsutil import recover_dir
+from ..fsutil import describe_os_error, is_write_failure, recover_dir
 from ..runtime import DeviceError, check_precision, resolve_device, use_fast_kernels, warn_if_slow_precision
+from .diagnostics import HealthReporter
 from .ema import GeneratorEMA
+from .health import (LoaderWorkerDied, NonFiniteError, NonFiniteTracker, StepGuard, batches, injected_nan_steps,
+                     is_worker_death, nets_are_finite, poison, worker_death_message, write_failure_message)
 from .logging import JsonlLog, save_grid
 from .monitor import BestKeeper, EvaluateFn, Monitor
 from .pipeline import (EpochSampler, TrainingError, add_losses, build_trainables, build_training_dataset,
-                       fixed_batch, make_loader, preprocessing_record)
+                       fixed_batch, make_loader, preprocessing_record, resolve_num_workers)
 from .state import (STATE_FILE, ResumeError, check_same_model, load_state, rng_state, save_state, set_rng_state,
                     write_run_json)
+from .stop import StopRequest
 
 __all__ = ["TrainResult", "TrainingError", "ResumeError", "train"]
 
@@ -93,39 +95,17 @@ def train(cfg: RunConfig, resume: bool = False, argv: Optional[Sequence[str]] = 
     warn_if_slow_precision(device, cfg.loop.precision)
     use_fast_kernels(device)  # fixed crop sizes: let cuDNN pick the fastest kernels
     dist_info = D.setup(device)
+    run = None
     try:
         run = _Run(cfg, resume, argv, run_dir, D.rank_device(device, dist_info), dist_info, evaluate)
         return run.train()
+    except OSError as e:
+        if not is_write_failure(e):
+            raise
+        raise TrainingError(write_failure_message(e, run.step if run else None, run.saved_step if run else None,
+                                                  run_dir)) from None
     finally:
         D.shutdown()
-
-
-class _StopRequest:
-    """SIGINT/SIGTERM set a flag checked after each step; a second signal stops at once."""
-
-    def __init__(self):
-        self.signum: Optional[int] = None
-        self._old = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, _frame):
-        if self.signum is not None:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        self.signum = signum
-        print(f"\n{signal.Signals(signum).name} received: finishing this step and saving a checkpoint "
-              "(send it again to stop at once)", file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False
 
 
 class _Run:
@@ -148,8 +128,12 @@ class _Run:
         self.model_config = dataclasses.asdict(cfg.model)
         self.step = self.epoch = self.step_in_epoch = 0
         state = self._restore() if resume else None
+        self.saved_step: Optional[int] = self.step if resume else None  # the step of the checkpoint on disk
         self._wrap_for_processes()
         self.ema = self._make_ema(state, resume)
+        self.guard = self.parts.scalers = StepGuard(self.parts.scalers, self.method.nets.values(), info, device)
+        self.nonfinite = NonFiniteTracker(self.loop.nonfinite_patience)
+        self.inject_nan = injected_nan_steps()
         if self.main:
             run_dir.mkdir(parents=True, exist_ok=True)
             recover_dir(run_dir / "translator")
@@ -221,6 +205,7 @@ class _Run:
         self.fixed = fixed_batch(self.dataset, self.loop.sample_count, self.device) if main else None
         self.log = JsonlLog(run_dir / "log.jsonl", resume_step=self.step) if main else None
         self.monitor = Monitor(run_dir, cfg) if main else None
+        self.health = HealthReporter(self.method, cfg, self.log, self._say) if main else None
         self.keeper = BestKeeper(run_dir, cfg, self.evaluate_fn) if main and self.loop.eval_every else None
         self.preprocessing = preprocessing_record(cfg, self.method.size_multiple)
         if main:
@@ -240,6 +225,10 @@ class _Run:
         D.broadcast_buffers(method.nets.values(), info)
         rngs = D.gather_objects(rng_state(), info)
         method_states = D.gather_objects(method.state_dict(), info)
+        if not nets_are_finite(method.nets.values()):
+            raise NonFiniteError(f"step {self.step}: the networks hold non-finite weights; the checkpoint was not "
+                                 f"written (the last good one in {self.run_dir / STATE_FILE} is unchanged). Try a "
+                                 "lower --lr or --precision fp32, then --resume.")
         if not self.main:
             return
         ema = self.ema
@@ -254,6 +243,7 @@ class _Run:
                         {"run": self.cfg.name, "step": self.step, "epoch": self.epoch, "data": str(self.cfg.data.root),
                          "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                          **method.provenance()})  # e.g. a student names its teacher
+        self.saved_step = self.step
 
     def samples(self, tag: str) -> None:
         """The sample grid of the fixed batch (with the averaged generators when there are)."""
@@ -277,15 +267,27 @@ class _Run:
         elapsed = time.perf_counter() - self.window_start
         n, info = self.window_steps, self.info
         means = D.mean_over_ranks(self.sums, info)
-        lr = self.parts.optimizers[self.method.optimizer_names[0]].param_groups[0]["lr"]
+        good = max(self.window_good, 1)
         record = {"step": self.step, "epoch": self.epoch + 1,
-                  **{k: round(v.item() / n, 6) for k, v in means.items()}, "lr": lr,
+                  **{k: round(v.item() / good, 6) for k, v in means.items()}, "lr": self._lr(),
                   "images_per_s": round(n * self.loop.batch_size * info.world_size / max(elapsed, 1e-9), 3)}
+        if self.nonfinite.skipped:
+            record["skipped_steps"] = self.nonfinite.skipped
         if self.main:
             self.log.write(record)
+            self.health.losses(self.step, record)
             self.monitor.log(record)
-        self.pbar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k not in ("step", "lr")}, refresh=False)
-        self.sums, self.window_start, self.window_steps = {}, time.perf_counter(), 0
+        postfix = {k: f"{v:.3g}" for k, v in record.items() if k not in ("step", "lr")}
+        if self.main and self.health.active:
+            postfix["health"] = ",".join(self.health.active)
+        self.pbar.set_postfix(postfix, refresh=False)
+        self.sums, self.window_start, self.window_steps, self.window_good = {}, time.perf_counter(), 0, 0
+
+    def _say(self, line: str) -> None:
+        self.pbar.write(line, file=sys.stderr)
+
+    def _lr(self) -> float:
+        return self.parts.optimizers[self.method.optimizer_names[0]].param_groups[0]["lr"]
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> TrainResult:
@@ -299,23 +301,53 @@ class _Run:
         self.pbar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
                          file=sys.stderr, disable=None if self.main else True)
         self.sums: Dict[str, torch.Tensor] = {}
-        self.window_start, self.window_steps = time.perf_counter(), 0
+        self.window_start, self.window_steps, self.window_good = time.perf_counter(), 0, 0
         minutes = self.loop.max_minutes
         self.deadline = None if minutes is None else time.monotonic() + 60 * minutes
         for net in self.method.nets.values():
             net.train()  # sampling and evaluation work on copies, so the nets stay in training mode
         stopped_by = None
-        with _StopRequest() as stop:
+        with StopRequest() as stop:
             try:
                 stopped_by = self._epochs(stop)
+            except LoaderWorkerDied as e:
+                self._stop_for_dead_worker(e)
+            except RuntimeError as e:  # PyTorch's own report, from code outside batches()
+                if not is_worker_death(e):
+                    raise
+                self._stop_for_dead_worker(LoaderWorkerDied(str(e), between_steps=False))
             finally:
                 self.pbar.close()
-                if self.log is not None:
-                    self.log.close()
-                    self.monitor.close()
+                self._close_outputs()
         return TrainResult(self.run_dir, self.step, self.epoch, stopped_by, self.method)
 
-    def _epochs(self, stop: _StopRequest) -> Optional[int]:
+    def _stop_for_dead_worker(self, error: LoaderWorkerDied) -> None:
+        """Save the state when it is complete (the worker died between steps, single process), then stop."""
+        saved = None
+        if error.between_steps and not self.info.enabled:
+            try:
+                self.checkpoint()
+                saved = self.step
+            except RuntimeError as e:  # another worker dying during the save
+                if not is_worker_death(e):
+                    raise
+        raise TrainingError(worker_death_message(error, self.step, saved, resolve_num_workers(
+            self.cfg.data.num_workers))) from None
+
+    def _close_outputs(self) -> None:
+        """Close log.jsonl and draw losses.png; a failed write here is reported, not raised (the run's
+        own outcome, or the error that stopped it, is what matters)."""
+        if self.log is None:
+            return
+        try:
+            self.log.close()
+            self.monitor.close()
+        except OSError as e:
+            if not is_write_failure(e):
+                raise
+            print(f"warning: could not finish the run's log: {describe_os_error(e)}", file=sys.stderr)
+
+    def _epochs(self, stop: StopRequest) -> Optional[int]:
         """Train epoch after epoch until the target; returns the stopping signal, if any."""
         loop = self.loop
         while self.step < self.total_steps and self.epoch < self.total_epochs:
@@ -342,20 +374,21 @@ class _Run:
                 return stop.signum or signal.SIGTERM  # a signal here, or on another rank
         return None
 
-    def _steps(self, stop: _StopRequest) -> bool:
+    def _steps(self, stop: StopRequest) -> bool:
         """Steps of the current epoch until it ends, the step target is reached or a stop is
         agreed on (returned); checkpoints and evaluations fall due in between."""
         loop = self.loop
         self.sampler.set_epoch(self.epoch, self.step_in_epoch * loop.batch_size)
         stopping = False
-        for batch in self.loader:
+        for batch in batches(self.loader):
+            if self.step + 1 in self.inject_nan:
+                batch = poison(batch)
+            self.guard.begin()
             losses = self.parts.step(batch)
             self.step += 1
-            if self.ema is not None:
-                self.ema.update(self.step)
             self.step_in_epoch += 1
             self.window_steps += 1
-            add_losses(self.sums, losses)
+            self._after_step(losses, self.guard.end())
             self.pbar.update(1)
             if self.step % loop.log_every == 0 or self.step == self.total_steps:
                 self._log_window()
@@ -369,10 +402,42 @@ class _Run:
                 self.evaluate_now()
         return stopping
 
+    def _after_step(self, losses: Dict[str, torch.Tensor], bad: Optional[str]) -> None:
+        """Count a finished step: a good one updates the weight average and the loss sums; a
+        non-finite one (already skipped by the guard) is reported, and stops the run when it is one
+        too many in a row."""
+        if self.nonfinite.record(self.step, bad):
+            self._stop_nonfinite(bad)
+        if bad is not None:
+            if self.nonfinite.in_a_row == 1 and self.main:
+                self._say(f"step {self.step}: non-finite loss ({bad}); the update was skipped")
+                self.log.write({"step": self.step, "event": "nonfinite_skipped", "loss": bad})
+            return
+        if self.ema is not None:
+            self.ema.update(self.step)
+        self.window_good += 1
+        add_losses(self.sums, losses)
+        if self.main:
+            self.health.samples(self.step, self.fixed, self.parts.amp, self._lr())
+
+    def _stop_nonfinite(self, bad: str) -> None:
+        """Put the last good checkpoint back into the nets (when there is one) and stop."""
+        stop_step, lr = self.step, self._lr()
+        restored = None
+        if (self.run_dir / STATE_FILE).exists():
+            state = self._restore()
+            if self.ema is not None and state.get("ema"):
+                self.ema.load_state_dict(state["ema"])
+            restored = self.step
+        message = self.nonfinite.message(stop_step, bad, restored, self.loop.precision, lr)
+        if self.main:
+            self.log.write({"step": stop_step, "event": "nonfinite_stop", "loss": bad, "restored_step": restored})
+        raise NonFiniteError(message)
+
     def _out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
-    def _agree_to_stop(self, stop: _StopRequest) -> bool:
+    def _agree_to_stop(self, stop: StopRequest) -> bool:
         """Whether to stop after this step; all ranks must agree, so they compare notes every few steps."""
         info = self.info
         if not info.enabled or self.step % STOP_CHECK_EVERY == 0 or self.step_in_epoch == self.steps_per_epoch:

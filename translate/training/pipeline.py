@@ -28,6 +28,7 @@ from ..errors import UserError
 from ..data import build_dataset, detect_layout
 from ..methods import Method, build_method, get_method, list_methods
 from ..methods.common import linear_decay
+from ..nn import set_grad_checkpoint
 from ..runtime import Scalers, autocast
 
 
@@ -253,6 +254,19 @@ def compile_train_nets(method: Method) -> None:
     method.wrap(lambda net: torch.compile(net))
 
 
+def enable_grad_checkpoint(method: Method) -> None:
+    """Recompute the generators' blocks in the backward pass (``--grad-checkpoint``).
+
+    Raises:
+        TrainingError: a generator architecture without checkpointed blocks.
+    """
+    for name in method.generators.values():
+        net = method.nets[name]
+        if not set_grad_checkpoint(net, True):
+            raise TrainingError(f"--grad-checkpoint: the generator {name} ({getattr(net, 'arch', type(net).__name__)}) "
+                                "has no checkpointed blocks; it works with the unet, resnet and pix2pixhd generators")
+
+
 def build_trainables(cfg: RunConfig, device: torch.device, rank: int = 0, distributed: bool = False) -> Trainables:
     """The method of ``cfg`` (initial weights from ``cfg.loop.seed``, the same on every rank) with
     its optimizers, schedulers, scalers and autocast context; with ``loop.compile`` the networks
@@ -269,6 +283,8 @@ def build_trainables(cfg: RunConfig, device: torch.device, rank: int = 0, distri
         torch.manual_seed(loop.seed + 1000 * rank)
     check_sizes(cfg, method.size_multiple)
     check_multiscale_size(cfg)
+    if loop.grad_checkpoint:
+        enable_grad_checkpoint(method)
     if loop.compile:
         check_compile(device, distributed)
         compile_train_nets(method)

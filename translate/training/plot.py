@@ -65,6 +65,8 @@ def loss_figure(records: List[Dict], width: int = 900, panel_height: int = 180):
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
+    events = [r for r in records if "event" in r]
+    records = [r for r in records if "event" not in r]
     keys = loss_keys(records)
     dpi = 100
     fig = Figure(figsize=(width / dpi, panel_height * max(1, len(keys)) / dpi), dpi=dpi, layout="constrained")
@@ -89,9 +91,32 @@ def loss_figure(records: List[Dict], width: int = 900, panel_height: int = 180):
             ax.legend(loc="upper right", fontsize="small", frameon=False)
         if log_scale:
             ax.set_yscale("log")
+    mark_events(axes, events, max((r.get("step", 0) for r in records), default=0))
     axes[-1].set_xlabel("step")
     axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
+
+
+def mark_events(axes, events: List[Dict], last_step: int) -> None:
+    """Shade the span of each health finding (start to end, or to the last step) on every panel and
+    name it on the first; mark skipped non-finite steps with a dotted line."""
+    starts: Dict[str, int] = {}
+    spans = []
+    for e in events:
+        if e["event"] == "health_start":
+            starts[e["diagnostic"]] = e["step"]
+        elif e["event"] == "health_end" and e.get("diagnostic") in starts:
+            spans.append((e["diagnostic"], starts.pop(e["diagnostic"]), e["step"]))
+    spans += [(name, start, max(last_step, start)) for name, start in starts.items()]
+    for name, start, end in spans:
+        for ax in axes:
+            ax.axvspan(start, end, color="red", alpha=0.1, linewidth=0)
+        axes[0].annotate(name.replace("_", " "), (start, 1.0), xycoords=("data", "axes fraction"), fontsize="small",
+                         color="darkred", va="top")
+    for e in events:
+        if e["event"] in ("nonfinite_skipped", "nonfinite_stop"):
+            for ax in axes:
+                ax.axvline(e["step"], color="black", linestyle=":", linewidth=0.8)
 
 
 def plot_losses(log_path: Path, out_path: Path, width: int = 900, panel_height: int = 180) -> Path:
