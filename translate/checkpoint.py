@@ -30,6 +30,7 @@ from torch import nn
 from .config import DIRECTIONS, swap_domains
 from .errors import UserError
 from .fsutil import atomic_write_bytes, atomic_write_text, recover_dir, replace_dir
+from .storage import Folder, is_url
 
 FORMAT = "translate.translator"
 FORMAT_VERSION = 2
@@ -109,13 +110,18 @@ def save_translator(
     return folder
 
 
-def resolve_translator_dir(path: Union[str, Path]) -> Path:
+def resolve_translator_dir(path: Union[str, Path], storage_options: Optional[Dict[str, Any]] = None) -> Path:
     """Accept a run folder or its ``translator/`` folder; return the translator folder.
+
+    A URL (``s3://bucket/runs/facades``) is fetched first (:func:`fetch_translator`) and the
+    local copy returned.
 
     Raises:
         CheckpointError: saying what was found and what was expected.
     """
-    path = Path(path)
+    if is_url(path) and not str(path).startswith("file://"):
+        return fetch_translator(str(path), storage_options)
+    path = Path(str(path)[len("file://"):] if str(path).startswith("file://") else path)
     if path.is_file():
         raise CheckpointError(
             f"{path} is a file; expected a translator folder (with {TRANSLATOR_JSON}) or a run "
@@ -134,9 +140,52 @@ def resolve_translator_dir(path: Union[str, Path]) -> Path:
     )
 
 
-def read_translator_json(folder: Union[str, Path]) -> Dict[str, Any]:
-    """Read and validate ``translator.json`` of a translator folder (strict)."""
-    folder = resolve_translator_dir(folder)
+def fetch_translator(location: str, storage_options: Optional[Dict[str, Any]] = None) -> Path:
+    """Copy a translator folder (or the ``translator/`` of a run folder) at a URL to a local temp folder.
+
+    Only ``translator.json`` and the weight files it names are fetched; the copy is removed when
+    the process exits. Loading then proceeds as for a local folder (strictly, without pickle).
+
+    Raises:
+        CheckpointError: no translator there, or it cannot be read.
+    """
+    import atexit
+
+    root = Folder(location, storage_options)
+    try:
+        found = next((c for c in (root, root.child("translator")) if c.is_file(TRANSLATOR_JSON)), None)
+        if found is None:
+            raise CheckpointError(f"{location} is not a checkpoint: no {TRANSLATOR_JSON} in it or in "
+                                  f"{root.join('translator')}")
+        text = found.read_bytes(TRANSLATOR_JSON)
+        try:
+            gens = json.loads(text).get("generators", {})
+            files = [e["file"] for e in gens.values()]
+        except (ValueError, AttributeError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{found.join(TRANSLATOR_JSON)}: not a translator description ({e})") from None
+        local = Path(tempfile.mkdtemp(prefix="translate-translator-"))
+        atexit.register(shutil.rmtree, local, True)
+        (local / TRANSLATOR_JSON).write_bytes(text)
+        for name in files:
+            if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
+                raise CheckpointError(f"{found.join(TRANSLATOR_JSON)}: bad weights file name {name!r}")
+            (local / name).write_bytes(found.read_bytes(name))
+    except OSError as e:
+        raise CheckpointError(f"{location}: cannot read the translator ({e})") from None
+    (local / _SOURCE_FILE).write_text(found.root, encoding="utf-8")
+    return local
+
+
+_SOURCE_FILE = ".source"  # in a fetched copy: the URL it came from
+
+
+def read_translator_json(folder: Union[str, Path], storage_options: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Read and validate ``translator.json`` of a translator folder (strict).
+
+    ``folder`` may be a URL (see :func:`resolve_translator_dir`); ``doc["_source"]`` is then
+    that URL and ``doc["_folder"]`` the local copy.
+    """
+    folder = resolve_translator_dir(folder, storage_options)
     path = folder / TRANSLATOR_JSON
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -166,6 +215,8 @@ def read_translator_json(folder: Union[str, Path]) -> Dict[str, Any]:
     if isinstance(doc["preprocessing"], dict) and "labels" in doc["preprocessing"]:
         label_encoding(doc["preprocessing"], path)  # strict: a malformed record is an error now
     doc["_folder"] = str(folder)
+    if (folder / _SOURCE_FILE).is_file():
+        doc["_source"] = (folder / _SOURCE_FILE).read_text(encoding="utf-8")
     return doc
 
 
