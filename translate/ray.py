@@ -225,28 +225,31 @@ def convert_with_ray(checkpoint, input, output, opts: RayOptions, *, device: Opt
     if started:
         ray.init(address=opts.address, include_dashboard=False, logging_level=logging.WARNING)
     try:
-        pool = _pool_size(opts)
+        rows = opts.rows_per_call or 8 * batch_size
+        pool = min(_pool_size(opts), max(1, math.ceil(len(todo) / rows)))
         location = checkpoint if is_url(checkpoint) else os.path.abspath(checkpoint)
         load = dict(device=device, precision=precision, tile_pixels=tile_pixels, tile_overlap=tile_overlap,
                     storage_options=storage_options)
-        _run_pool(todo, (location, inputs.folder, out, stream, load), opts, pool, summary, inputs.folder, progress)
+        _run_pool(todo, (location, inputs.folder, out, stream, load), opts, pool, rows, summary, progress)
     finally:
         if started:
             ray.shutdown()
+    out.clean_temp()  # temp files of a worker killed mid-write (its block was redone by another)
     write_failures_file(out, summary.failures)
     return RayJob(summary, pool)
 
 
-def _run_pool(todo: List[Item], args, opts: RayOptions, pool: int, summary: ConvertSummary, inputs: Folder,
+def _run_pool(todo: List[Item], args, opts: RayOptions, pool: int, rows: int, summary: ConvertSummary,
               progress: bool) -> None:
     """Stream ``todo`` through the actor pool, counting results into ``summary`` as they arrive."""
     from tqdm import tqdm
 
+    inputs = args[1]
     t0 = time.perf_counter()
     bar = tqdm(total=len(todo), unit="img", disable=not progress or None, file=sys.stderr, dynamic_ncols=True)
     try:
         if todo:
-            for batch in _dataset(todo, args, opts, pool).iter_batches(batch_size=None, batch_format="numpy"):
+            for batch in _dataset(todo, args, opts, pool, rows).iter_batches(batch_size=None, batch_format="numpy"):
                 for src, error in zip(batch["src"], batch["error"]):
                     if error:
                         record_failure(summary, inputs.join(str(src)), str(error))
@@ -264,14 +267,16 @@ def _run_pool(todo: List[Item], args, opts: RayOptions, pool: int, summary: Conv
         summary.seconds = time.perf_counter() - t0
 
 
-def _dataset(todo: List[Item], args, opts: RayOptions, pool: int):
-    """The Ray Data pipeline: planned names -> actor pool (read, decode, translate, encode, write)."""
+def _dataset(todo: List[Item], args, opts: RayOptions, pool: int, rows: int):
+    """The Ray Data pipeline: planned names -> actor pool (read, decode, translate, encode, write).
+
+    One block per actor call, so a retried call redoes at most ``rows`` files.
+    """
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the job has its own bar, counted from the results
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    stream = args[3]
-    rows = opts.rows_per_call or 8 * stream["batch_size"]
-    blocks = max(1, min(len(todo), math.ceil(len(todo) / rows)))
+    blocks = max(1, math.ceil(len(todo) / rows))
     ds = ray.data.from_items([{"src": it.src, "dst": it.dst} for it in todo], override_num_blocks=blocks)
     return ds.map_batches(ConvertBatch, fn_constructor_args=args, batch_size=rows, batch_format="numpy",
-                          concurrency=pool, num_cpus=opts.cpus_per_worker, num_gpus=opts.gpus_per_worker or None)
+                          compute=ray.data.ActorPoolStrategy(size=pool),
+                          num_cpus=opts.cpus_per_worker, num_gpus=opts.gpus_per_worker or None)

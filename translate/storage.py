@@ -107,6 +107,8 @@ class Folder:
         else:
             self.protocol = text.split("://", 1)[0].lower()
             self.root = text.rstrip("/")
+            # resolved here, so that the folder carries its endpoint to other processes (Ray workers)
+            self.options = {**_env_options(self.protocol), **self.options}
         self._fs = None
 
     def __getstate__(self):
@@ -145,17 +147,17 @@ class Folder:
         """Whether the folder exists (an object-store prefix exists when it holds an object)."""
         if self.local:
             return os.path.isdir(self.root)
-        return self.fs.isdir(self._key())
+        return _call(self.fs.isdir, self._key())
 
     def is_file(self, rel: str = "") -> bool:
         if self.local:
             return os.path.isfile(self.join(rel))
-        return self.fs.isfile(self._key(rel))
+        return _call(self.fs.isfile, self._key(rel))
 
     def exists(self, rel: str = "") -> bool:
         if self.local:
             return os.path.exists(self.join(rel))
-        return self.fs.exists(self._key(rel))
+        return _call(self.fs.exists, self._key(rel))
 
     def list(self, keep: Optional[Callable[[str], bool]] = None) -> List[str]:
         """Relative POSIX names of the files under this folder (recursive), sorted.
@@ -168,7 +170,7 @@ class Folder:
         else:
             base = self._key().rstrip("/")
             try:
-                found = self.fs.find(base, withdirs=False, detail=False)
+                found = _call(self.fs.find, base, withdirs=False, detail=False)
             except FileNotFoundError:
                 found = []
             names = [p[len(base) + 1:] for p in found if p.startswith(base + "/")]
@@ -190,7 +192,7 @@ class Folder:
             return set(self._list_local()) if os.path.isdir(self.root) else set()
         base = self._key().rstrip("/")
         try:
-            found = self.fs.find(base, withdirs=False, detail=False)
+            found = _call(self.fs.find, base, withdirs=False, detail=False)
         except FileNotFoundError:
             return set()
         return {p[len(base) + 1:] for p in found if p.startswith(base + "/")}
@@ -201,7 +203,7 @@ class Folder:
         if self.local:
             with open(self.join(rel), "rb") as f:
                 return f.read()
-        return self.fs.cat_file(self._key(rel))
+        return _call(self.fs.cat_file, self._key(rel))
 
     def read_text(self, rel: str = "") -> str:
         return self.read_bytes(rel).decode("utf-8")
@@ -220,7 +222,7 @@ class Folder:
             raise ValueError(f"{self.join(rel)}: {len(data)} bytes is more than one object-store PUT takes "
                              f"({MAX_SINGLE_PUT} bytes)")
         kwargs = {"chunksize": max(len(data) + 1, 2**20)} if self.protocol in _CHUNKED_PUT else {}
-        self.fs.pipe_file(self._key(rel), bytes(data), **kwargs)
+        _call(self.fs.pipe_file, self._key(rel), bytes(data), **kwargs)
 
     def put_text(self, rel: str, text: str) -> None:
         self.put(rel, text.encode("utf-8"))
@@ -234,7 +236,7 @@ class Folder:
                 pass
             return
         try:
-            self.fs.rm_file(self._key(rel))
+            _call(self.fs.rm_file, self._key(rel))
         except FileNotFoundError:
             pass
 
@@ -246,6 +248,17 @@ class Folder:
     def clean_temp(self) -> int:
         """Remove temp files a killed local writer left; object stores never hold any."""
         return remove_stale_temp_files(self.root) if self.local and os.path.isdir(self.root) else 0
+
+
+def _call(fn, *args, **kwargs):
+    """Run a filesystem call; errors of the storage client (no credentials, endpoint unreachable...)
+    come out as OSError, like those of local files, with the client's one-line message."""
+    try:
+        return fn(*args, **kwargs)
+    except (OSError, ValueError):
+        raise
+    except Exception as e:  # botocore/google/azure client errors have no common base class
+        raise OSError(f"{type(e).__name__}: {e}") from e
 
 
 def open_filesystem(protocol: str, options: Optional[Dict[str, Any]] = None):

@@ -99,6 +99,13 @@ def list_inputs(input, paths: Optional[Sequence] = None,
     """
     if str(input) == "-":
         return _listed_inputs(paths)
+    try:
+        return _folder_inputs(input, storage_options)
+    except OSError as e:
+        raise ConvertError(f"cannot list the input {input}: {e}") from None
+
+
+def _folder_inputs(input, storage_options) -> Inputs:
     where = Folder(input, storage_options)
     if where.is_file():
         folder, name = split_location(input, storage_options)
@@ -174,7 +181,10 @@ def plan(inputs: Inputs, output: Folder, ext: str, overwrite: bool, in_place_ok:
     if same_store and inputs.whole_folder and _inside(output.root, src_root.root) and output.root != src_root.root:
         out_prefix = os.path.relpath(output.root, src_root.root).replace(os.sep, "/") + "/" if output.local \
             else output.root[len(src_root.root) + 1:] + "/"
-    existing = output.names() if not overwrite else set()
+    try:
+        existing = output.names() if not overwrite else set()
+    except OSError as e:
+        raise ConvertError(f"cannot list the output {output}: {e}") from None
     todo, skipped, failures, seen = [], 0, [], {}
     for name in inputs.names:
         if out_prefix is not None and name.startswith(out_prefix):
