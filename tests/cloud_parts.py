@@ -151,14 +151,16 @@ def _raylets(temp_dir: str) -> List[int]:
 
 
 def start_ray_cluster(extra_env: Dict[str, str]) -> RayCluster:
-    """A head node and a second node, one CPU each, sharing this machine."""
+    """A head node and a second node, two logical CPUs each, sharing this machine."""
     if not (BIN / "ray").exists():
         pytest.skip("ray is not installed (pip install 'translate-images[ray]')")
     port = free_port()
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
     env = {**os.environ, **extra_env, "PYTHONPATH": str(repo_root()), "RAY_USAGE_STATS_ENABLED": "0",
            "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"}
-    common = ["--num-cpus", "1", "--object-store-memory", str(150 * 2**20), "--disable-usage-stats"]
+    # Two logical CPUs per node (the machine may have fewer): an actor pool and the read/write tasks
+    # of a user's pipeline fit side by side. One thread per worker keeps the machine usable.
+    common = ["--num-cpus", "2", "--object-store-memory", str(150 * 2**20), "--disable-usage-stats"]
     head = _ray_start(["--head", "--port", str(port), "--temp-dir", temp_dir, "--include-dashboard=false",
                        "--node-ip-address", "127.0.0.1", *common], env)
     if head.returncode != 0:

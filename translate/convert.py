@@ -42,7 +42,7 @@ class ConvertJob:
 
     def line(self) -> str:
         if self.engine == "ray":
-            return self.summary.line() + f" by {self.processes} Ray workers"
+            return self.summary.line() + f" by {self.processes} Ray worker{'s' if self.processes > 1 else ''}"
         procs = f" by {self.processes} processes" if self.processes > 1 else ""
         return self.summary.line() + procs
 
