@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from translate import Translator
+from translate.checkpoint import CheckpointError
 from translate.convert import ConvertError, convert_folder
 from translate.data.io import decode_image, read_image
 from translate.info import describe
@@ -156,8 +157,10 @@ def test_local_to_s3_to_local_with_a_translator_in_s3(ckpt, s3_server, tmp_path)
         img = read_image(tmp_path / "back" / rel)
         assert img.shape[:2] == (h, w) and img.dtype == dtype, rel
 
-    # info reads the translator from S3
+    # info reads the translator from S3; a prefix without one is refused in one line
     assert describe("s3://conv/models/facades", opts)["translator"] == "s3://conv/models/facades/translator"
+    with pytest.raises(CheckpointError, match="is not a checkpoint: no translator.json"):
+        Translator.load("s3://conv/models/nothing", storage_options=opts)
 
 
 @pytest.mark.slow

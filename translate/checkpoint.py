@@ -30,7 +30,7 @@ from torch import nn
 from .config import DIRECTIONS, swap_domains
 from .errors import UserError
 from .fsutil import atomic_write_bytes, atomic_write_text, recover_dir, replace_dir
-from .storage import Folder, is_url
+from .storage import Folder, StorageError, is_url
 
 FORMAT = "translate.translator"
 FORMAT_VERSION = 2
@@ -170,7 +170,7 @@ def fetch_translator(location: str, storage_options: Optional[Dict[str, Any]] = 
             if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
                 raise CheckpointError(f"{found.join(TRANSLATOR_JSON)}: bad weights file name {name!r}")
             (local / name).write_bytes(found.read_bytes(name))
-    except OSError as e:
+    except (OSError, StorageError) as e:
         raise CheckpointError(f"{location}: cannot read the translator ({e})") from None
     (local / _SOURCE_FILE).write_text(found.root, encoding="utf-8")
     return local
