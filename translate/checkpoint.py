@@ -10,6 +10,9 @@ Layout::
 
 Saving writes a complete new folder next to the old one and swaps it in
 (:func:`translate.fsutil.replace_dir`), so a crash at any instant leaves a loadable translator.
+
+torch is imported by the functions that handle weights only: reading a translator's description
+(``translate info``, the driver of a Ray job) does not load it.
 """
 
 from __future__ import annotations
@@ -21,11 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
-from torch import nn
 
 from .config import DIRECTIONS, swap_domains
 from .errors import UserError
@@ -50,6 +49,7 @@ class CheckpointError(UserError):
 def versions() -> Dict[str, str]:
     """Versions of the software a checkpoint was made with (recorded for reproducibility)."""
     import numpy
+    import torch
 
     from .version import __version__
 
@@ -80,6 +80,8 @@ def save_translator(
         preprocessing: how inputs were prepared in training (channels, value range, size multiple...).
         provenance: run name, step, epoch, versions...
     """
+    from safetensors.torch import save as st_save
+
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
@@ -245,6 +247,8 @@ def label_encoding(preprocessing: Dict[str, Any], where: Union[str, Path] = "tra
 def load_generator(folder: Union[str, Path], direction: str, device: Union[str, torch.device] = "cpu",
                    doc: Optional[Dict[str, Any]] = None) -> nn.Module:
     """Build the generator for ``direction`` from its saved config and load its weights strictly."""
+    from safetensors.torch import load as st_load
+
     from .models import build_generator
 
     doc = doc or read_translator_json(folder)

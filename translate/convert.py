@@ -3,7 +3,7 @@
 :func:`convert_folder` is the whole job. Engines:
 
 - ``local`` (default): one process, decode/encode threads around the network
-  (:func:`translate.conversion.convert`, also what ``Translator.translate_folder`` runs);
+  (:func:`translate.conversion.local.convert`, also what ``Translator.translate_folder`` runs);
 - torchrun: the local engine launched by ``torchrun``; every process plans the same job and
   converts its share of the files, rank 0 merges the summaries (docs/scaling.md);
 - ``ray``: a Ray Data pipeline over an actor pool, for clusters (:mod:`translate.ray`).
@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 from . import distributed as D
-from .conversion import (FAILED_FILE, OUTPUT_EXTS, ConvertError, ConvertSummary, Item, convert, list_inputs,
-                         merge_summaries, plan, write_failures_file)
+from .conversion.local import convert
+from .conversion.plan import (FAILED_FILE, OUTPUT_EXTS, ConvertError, ConvertSummary, Item, list_inputs,
+                              merge_summaries, plan, write_failures_file)
 from .runtime import resolve_device
 from .storage import Folder
 from .translator import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_PIXELS, Translator
@@ -61,7 +62,7 @@ def convert_folder(checkpoint, input, output, *, device: Optional[str] = None, p
 
     Args:
         checkpoint: a run folder or its ``translator/`` folder (local path or URL).
-        input, output: see :func:`translate.conversion.convert` (local paths or URLs).
+        input, output: see :func:`translate.conversion.local.convert` (local paths or URLs).
         device: "cpu", "cuda", "cuda:N" (default: CUDA when available; under torchrun each
             process takes its local GPU; on Ray each worker takes the GPU Ray gives it).
         precision: "fp32", "bf16" or "fp16".
@@ -72,7 +73,7 @@ def convert_folder(checkpoint, input, output, *, device: Optional[str] = None, p
         ray: Ray engine settings, see :class:`translate.ray.RayOptions` (address, workers,
             cpus_per_worker, gpus_per_worker).
         storage_options: fsspec options for URLs (credentials, ``endpoint_url``).
-        **options: the options of :func:`translate.conversion.convert` (direction, batch_size,
+        **options: the options of :func:`translate.conversion.local.convert` (direction, batch_size,
             ext, quality, overwrite, in_place_ok, resize, max_pixels, workers, paths).
 
     Returns:
@@ -84,7 +85,10 @@ def convert_folder(checkpoint, input, output, *, device: Optional[str] = None, p
     tile_pixels = DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels
     tile_overlap = DEFAULT_TILE_OVERLAP if tile_overlap is None else tile_overlap
     if engine == "ray":
-        from .ray import RayOptions, convert_with_ray  # the optional [ray] extra
+        try:
+            from .ray import RayOptions, convert_with_ray  # the optional [ray] extra
+        except ImportError as e:
+            raise ConvertError(f"--engine ray needs Ray Data: pip install 'translate-images[ray]' ({e})") from None
 
         if backend != "torch" or onnx is not None or compile:
             raise ConvertError("--engine ray runs the torch backend only (no --backend/--onnx/--compile)")

@@ -34,17 +34,18 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import ray
-import torch
 
 from .checkpoint import label_encoding, read_translator_json
-from .conversion import (ConvertError, ConvertSummary, Item, Stream, StreamOptions, check_options, list_inputs,
-                         plan, record_failure, write_failures_file)
-from .data.io import DEFAULT_MAX_PIXELS, decode_image, encode_image, fit_to_format
+from .conversion.plan import (ConvertError, ConvertSummary, Item, StreamOptions, check_options, list_inputs, plan,
+                              record_failure, write_failures_file)
 from .errors import DirectionError
+from .formats import DEFAULT_MAX_PIXELS
 from .storage import Folder, is_url
-from .translator import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_PIXELS, Translator
 
-__all__ = ["TranslateBatch", "ConvertBatch", "RayOptions", "RayJob", "convert_with_ray"]
+# The classes below run in Ray actors; they import torch and the translator there, in __init__,
+# so that a driver that only names them (to build a pipeline) never loads torch.
+
+__all__ = ["TranslateBatch", "ConvertBatch", "RayOptions", "RayJob", "convert_with_ray", "load_translator"]
 
 
 class TranslateBatch:
@@ -63,7 +64,7 @@ class TranslateBatch:
         output_format: None: decoded arrays of the input's dtype and size; "png", "jpg", "webp"
             or "tif": encoded bytes in that format.
         device, precision, tile_pixels, tile_overlap, storage_options: see
-            :meth:`translate.Translator.load`.
+            :meth:`translate.Translator.load` (tile settings: None keeps its defaults).
         resize: see :meth:`translate.Translator.__call__`.
         max_pixels: refuse encoded inputs with more pixels than this.
     """
@@ -71,9 +72,9 @@ class TranslateBatch:
     def __init__(self, translator, *, direction: Optional[str] = None, column: str = "image",
                  output_column: Optional[str] = None, output_format: Optional[str] = None,
                  device: Optional[str] = None, precision: str = "fp32", resize=None,
-                 tile_pixels: int = DEFAULT_TILE_PIXELS, tile_overlap: int = DEFAULT_TILE_OVERLAP,
+                 tile_pixels: Optional[int] = None, tile_overlap: Optional[int] = None,
                  max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, storage_options: Optional[Dict[str, Any]] = None):
-        self.translator = Translator.load(translator, device=device, precision=precision, tile_pixels=tile_pixels,
+        self.translator = load_translator(translator, device=device, precision=precision, tile_pixels=tile_pixels,
                                           tile_overlap=tile_overlap, storage_options=storage_options)
         self.direction = self.translator.pick_direction(direction)
         self.column, self.output_column = column, output_column or column
@@ -83,6 +84,8 @@ class TranslateBatch:
         """Translate ``batch[column]``; returns the batch with ``output_column`` set."""
         if self.column not in batch:
             raise KeyError(f"TranslateBatch: no column {self.column!r} in the batch (columns: {', '.join(batch)})")
+        from .data.io import encode_image, fit_to_format
+
         images = [self._decoded(v, k) for k, v in enumerate(batch[self.column])]
         outputs = self._translate(images)
         if self.output_format is not None:
@@ -93,12 +96,16 @@ class TranslateBatch:
         return batch
 
     def _decoded(self, value, k: int) -> np.ndarray:
+        from .data.io import decode_image
+
         if isinstance(value, (bytes, bytearray, memoryview)):
             return decode_image(value, f"row {k}", max_pixels=self.max_pixels)
         return np.asarray(value)
 
     def _translate(self, images: List[np.ndarray]) -> List[np.ndarray]:
         """Translate same-size images together, each group in one network call (tiled when large)."""
+        import torch
+
         t, outputs = self.translator, [None] * len(images)
         prepared = [t.prepare(im, self.direction, self.resize) for im in images]
         groups: Dict[tuple, List[int]] = {}
@@ -110,6 +117,14 @@ class TranslateBatch:
                 _x, alpha, dtype, squeeze = prepared[k]
                 outputs[k] = t.finish(y_k, images[k].shape[:2], alpha, dtype, squeeze)
         return outputs
+
+
+def load_translator(location, tile_pixels: Optional[int] = None, tile_overlap: Optional[int] = None, **load):
+    """``Translator.load`` in an actor (None: the translator's default tile settings)."""
+    from .translator import Translator
+
+    tiles = {k: v for k, v in (("tile_pixels", tile_pixels), ("tile_overlap", tile_overlap)) if v is not None}
+    return Translator.load(location, **tiles, **load)
 
 
 def _column(values: List[Any]) -> np.ndarray:
@@ -126,11 +141,13 @@ class ConvertBatch:
     """The actor of ``--engine ray``: converts blocks of planned (src, dst) names, returns per-file errors."""
 
     def __init__(self, translator, inputs: Folder, output: Folder, stream: Dict[str, Any], load: Dict[str, Any]):
-        self.translator = Translator.load(translator, **load)
+        self.translator = load_translator(translator, **load)
         self.inputs, self.output = inputs, output
         self.opts = StreamOptions(**stream)
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        from .conversion.stream import Stream
+
         items = [Item(str(s), str(d)) for s, d in zip(batch["src"], batch["dst"])]
         errors: Dict[Item, str] = {}
 
@@ -190,8 +207,8 @@ def _pool_size(opts: RayOptions) -> int:
 
 
 def convert_with_ray(checkpoint, input, output, opts: RayOptions, *, device: Optional[str] = None,
-                     precision: str = "fp32", tile_pixels: int = DEFAULT_TILE_PIXELS,
-                     tile_overlap: int = DEFAULT_TILE_OVERLAP, progress: bool = True,
+                     precision: str = "fp32", tile_pixels: Optional[int] = None,
+                     tile_overlap: Optional[int] = None, progress: bool = True,
                      storage_options: Optional[Dict[str, Any]] = None, direction: Optional[str] = None,
                      batch_size: int = 4, ext: str = "same", quality: Optional[int] = None,
                      overwrite: bool = False, in_place_ok: bool = False, resize=None,

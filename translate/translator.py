@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import label_encoding, load_generator, read_translator_json
-from .conversion import convert
+from .conversion.local import convert
 from .errors import ArgumentError, DirectionError
 from .nn.inference import for_inference
 from .runtime import autocast, check_precision, resolve_device, use_fast_kernels, warn_if_slow_precision
@@ -371,7 +371,7 @@ class Translator:
         """Translate every image under ``input`` into ``output`` (same relative paths).
 
         ``input`` and ``output`` may be URLs (``s3://...``; ``storage_options=`` for credentials).
-        See :func:`translate.conversion.convert` for the options; returns its summary.
+        See :func:`translate.conversion.local.convert` for the options; returns its summary.
         """
         return convert(self, input, output, **options)
 

@@ -1,5 +1,7 @@
 """What a folder conversion will do, before anything is written: inputs, outputs, safety rules.
 
+Free of the image stack (no OpenCV, no torch): the driver of a Ray job plans with it alone.
+
 Inputs and outputs are :class:`translate.storage.Folder` objects (local folders or object-store
 URLs) and files are named by their POSIX path relative to them, so an output mirrors its input's
 relative name on any storage. Every engine (local threads, torchrun shards, Ray) plans the same
@@ -13,9 +15,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..data.discover import list_images
-from ..data.io import IMAGE_EXTENSIONS
 from ..errors import UserError
+from ..formats import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from ..storage import Folder, is_url, split_location
 
 FAILED_FILE = "failed.jsonl"
@@ -70,6 +71,24 @@ class ConvertSummary:
         return text
 
 
+@dataclass
+class StreamOptions:
+    """How items are converted (see :func:`translate.conversion.local.convert` for the meanings)."""
+
+    direction: str
+    batch_size: int = 4
+    quality: Optional[int] = None
+    resize: object = None
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS
+    workers: int = 2
+    instance_maps: Optional[dict] = None  # relative name without extension -> instance map path
+
+
+def record_failure(summary: ConvertSummary, src: str, reason: str) -> None:
+    """The one place a per-file failure is recorded (it ends up in ``failed.jsonl``)."""
+    summary.failures.append((src, reason))
+
+
 def check_options(ext: str, batch_size: int, quality: Optional[int]) -> None:
     """Validate the options every engine shares (raises :class:`ConvertError`)."""
     if ext not in OUTPUT_EXTS:
@@ -111,10 +130,7 @@ def _folder_inputs(input, storage_options) -> Inputs:
         folder, name = split_location(input, storage_options)
         return Inputs(folder, [name], whole_folder=False)
     if where.is_dir():
-        if where.local:
-            names = [p.relative_to(where.root).as_posix() for p in list_images(where.root)]
-        else:
-            names = where.list(keep=_is_image_name)
+        names = where.list(keep=_is_image_name)
         if not names:
             raise ConvertError(f"{input} holds no images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)})")
         return Inputs(where, names)

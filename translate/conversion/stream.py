@@ -14,30 +14,16 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
 import numpy as np
 import torch
 
-from ..data.io import DEFAULT_MAX_PIXELS, ImageReadError, decode_image, encode_image, fit_to_format
+from ..data.io import ImageReadError, decode_image, encode_image, fit_to_format
 from ..storage import Folder
-from .plan import ConvertError, Item
+from .plan import ConvertError, Item, StreamOptions
 
 OnDone = Callable[[Item, Optional[str]], None]
-
-
-@dataclass
-class StreamOptions:
-    """How items are converted (see :func:`translate.conversion.convert` for the meanings)."""
-
-    direction: str
-    batch_size: int = 4
-    quality: Optional[int] = None
-    resize: object = None
-    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS
-    workers: int = 2
-    instance_maps: Optional[dict] = None  # relative name without extension -> instance map path
 
 
 def write_output(output: Folder, dst: str, arr: np.ndarray, quality: Optional[int]) -> None:
