@@ -50,11 +50,24 @@ def make_translator(folder: Path, num_downs: int, ngf: int) -> Path:
     return folder
 
 
-def run(name: str, args, env, out_dir=None) -> dict:
-    """Run ``translate convert ...``; wall time, the summary's own figures, the peak RSS of the driver."""
+API_DRIVER = """
+import sys
+from translate.ray import RayOptions, convert_with_ray
+job = convert_with_ray(sys.argv[1], sys.argv[2], sys.argv[3], RayOptions(address=sys.argv[4], workers=1,
+                       cpus_per_worker=float(sys.argv[5])), device="cpu", progress=False)
+print(job.summary.line(), file=sys.stderr)
+"""
+
+
+def run(name: str, args, env, out_dir=None, api: bool = False) -> dict:
+    """Run ``translate convert ...`` (or the Python API driver); wall time, the summary's own figures,
+    the peak RSS of the driver process."""
     if out_dir is not None:
         shutil.rmtree(out_dir, ignore_errors=True)
-    cmd = [sys.executable, "-m", "translate", "convert", *map(str, args), "--no-progress"]
+    if api:
+        cmd = [sys.executable, "-c", API_DRIVER, *map(str, args)]
+    else:
+        cmd = [sys.executable, "-m", "translate", "convert", *map(str, args), "--no-progress"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     peak = 0
@@ -72,7 +85,8 @@ def run(name: str, args, env, out_dir=None) -> dict:
     result = {"run": name, "exit": proc.returncode, "wall_s": round(wall, 2), "driver_peak_rss_mb": round(peak / 1024, 1),
               "converted": int(m.group(1)) if m else None, "job_s": float(m.group(2)) if m else None,
               "job_img_s": float(m.group(3)) if m else None, "line": line,
-              "cmd": "translate convert " + " ".join(map(str, args)) + " --no-progress"}
+              "cmd": ("python -c API_DRIVER " if api else "translate convert ") + " ".join(map(str, args))
+              + ("" if api else " --no-progress")}
     if proc.returncode != 0:
         result["stderr_tail"] = err[-1500:]
     print(json.dumps(result), flush=True)
@@ -210,6 +224,11 @@ def main() -> int:
                                                             "--device", "cpu"], env))
         results.append(run(f"ray driver memory, {args.rss_n} images (tiny translator)",
                            [tiny, big, work / "out_big_ray", "--device", "cpu", *ray_args], env, work / "out_big_ray"))
+        results.append(run(f"ray driver memory, Python API driver, {args.rss_n} images (tiny translator)",
+                           [tiny, big, work / "out_big_api", address, os.cpu_count() or 2], env,
+                           work / "out_big_api", api=True))
+        results.append(run(f"ray driver memory, {args.n} images (tiny translator)",
+                           [tiny, src, work / "out_small_ray", "--device", "cpu", *ray_args], env, work / "out_small_ray"))
         results.append(run(f"local driver memory, {args.rss_n} images (tiny translator)",
                            [tiny, big, work / "out_big_local", "--device", "cpu"], env, work / "out_big_local"))
     finally:
