@@ -192,7 +192,6 @@ def main() -> int:
             dst = big / f"r{k // len(images):02d}" / p.name
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.link(p, dst)
-    sys.path.insert(0, str(REPO))
     ck = work / "unet256_ngf64" if (work / "unet256_ngf64").is_dir() else make_translator(work / "unet256_ngf64", 8, 64)
     tiny = work / "unet_tiny" if (work / "unet_tiny").is_dir() else make_translator(work / "unet_tiny", 5, 8)
 
