@@ -66,8 +66,9 @@ def test_s3_to_s3_on_two_nodes_keeps_names_reports_bad_objects_and_reruns_idle(r
         photos.put(rel, encode_image(_img(h, w, dtype), "." + rel.rsplit(".", 1)[1]))
     photos.put("sub/truncated.png", encode_image(_img(30, 30), ".png")[:60])
     photos.put("notes.txt", b"not an image, not listed")
+    # --tile-pixels 2048: the larger images take the tiled path inside the actor
     args = ["convert", model, "s3://rayjob/in/", "s3://rayjob/out/", "--engine", "ray", "--ray-address",
-            ray_cluster.address, "--workers", "2", "--device", "cpu", "--no-progress"]
+            ray_cluster.address, "--workers", "2", "--device", "cpu", "--no-progress", "--tile-pixels", "2048"]
 
     r = cli(*args, env=ray_cluster.env)
     assert r.returncode == 1, r.stderr

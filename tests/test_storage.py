@@ -162,6 +162,15 @@ def test_local_to_s3_to_local_with_a_translator_in_s3(ckpt, s3_server, tmp_path)
     with pytest.raises(CheckpointError, match="is not a checkpoint: no translator.json"):
         Translator.load("s3://conv/models/nothing", storage_options=opts)
 
+    # serve loads it from S3 too
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from translate.serve import build_app
+
+    with TestClient(build_app("s3://conv/models/facades", device="cpu", storage_options=opts)) as client:
+        assert client.get("/v1/info").status_code == 200
+
 
 @pytest.mark.slow
 def test_s3_to_s3_refuses_an_output_inside_the_input(ckpt, s3_server, tmp_path):

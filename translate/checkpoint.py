@@ -112,17 +112,18 @@ def save_translator(
     return folder
 
 
-def resolve_translator_dir(path: Union[str, Path], storage_options: Optional[Dict[str, Any]] = None) -> Path:
+def resolve_translator_dir(path: Union[str, Path], storage_options: Optional[Dict[str, Any]] = None,
+                           weights: bool = True) -> Path:
     """Accept a run folder or its ``translator/`` folder; return the translator folder.
 
-    A URL (``s3://bucket/runs/facades``) is fetched first (:func:`fetch_translator`) and the
-    local copy returned.
+    A URL (``s3://bucket/runs/facades``) is fetched first (:func:`fetch_translator`; without the
+    weight files when ``weights`` is False) and the local copy returned.
 
     Raises:
         CheckpointError: saying what was found and what was expected.
     """
     if is_url(path) and not str(path).startswith("file://"):
-        return fetch_translator(str(path), storage_options)
+        return fetch_translator(str(path), storage_options, weights)
     path = Path(str(path)[len("file://"):] if str(path).startswith("file://") else path)
     if path.is_file():
         raise CheckpointError(
@@ -142,11 +143,11 @@ def resolve_translator_dir(path: Union[str, Path], storage_options: Optional[Dic
     )
 
 
-def fetch_translator(location: str, storage_options: Optional[Dict[str, Any]] = None) -> Path:
+def fetch_translator(location: str, storage_options: Optional[Dict[str, Any]] = None, weights: bool = True) -> Path:
     """Copy a translator folder (or the ``translator/`` of a run folder) at a URL to a local temp folder.
 
-    Only ``translator.json`` and the weight files it names are fetched; the copy is removed when
-    the process exits. Loading then proceeds as for a local folder (strictly, without pickle).
+    Only ``translator.json`` and (with ``weights``) the weight files it names are fetched; the copy
+    is removed when the process exits. Loading then proceeds as for a local folder (strictly, without pickle).
 
     Raises:
         CheckpointError: no translator there, or it cannot be read.
@@ -171,7 +172,8 @@ def fetch_translator(location: str, storage_options: Optional[Dict[str, Any]] = 
         for name in files:
             if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
                 raise CheckpointError(f"{found.join(TRANSLATOR_JSON)}: bad weights file name {name!r}")
-            (local / name).write_bytes(found.read_bytes(name))
+            if weights:
+                found.download(name, local / name)
     except (OSError, StorageError) as e:
         raise CheckpointError(f"{location}: cannot read the translator ({e})") from None
     (local / _SOURCE_FILE).write_text(found.root, encoding="utf-8")
@@ -181,13 +183,15 @@ def fetch_translator(location: str, storage_options: Optional[Dict[str, Any]] = 
 _SOURCE_FILE = ".source"  # in a fetched copy: the URL it came from
 
 
-def read_translator_json(folder: Union[str, Path], storage_options: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def read_translator_json(folder: Union[str, Path], storage_options: Optional[Dict[str, Any]] = None,
+                         weights: bool = True) -> Dict[str, Any]:
     """Read and validate ``translator.json`` of a translator folder (strict).
 
     ``folder`` may be a URL (see :func:`resolve_translator_dir`); ``doc["_source"]`` is then
-    that URL and ``doc["_folder"]`` the local copy.
+    that URL and ``doc["_folder"]`` the local copy, which holds the weight files only when
+    ``weights`` (False: to describe a translator without loading it).
     """
-    folder = resolve_translator_dir(folder, storage_options)
+    folder = resolve_translator_dir(folder, storage_options, weights)
     path = folder / TRANSLATOR_JSON
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))

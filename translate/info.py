@@ -18,7 +18,7 @@ def describe(path: Union[str, Path], storage_options: Optional[Dict[str, Any]] =
         dict with the translator description, and for run folders the run's configuration,
         command line, last logged losses and resume state.
     """
-    doc = read_translator_json(path, storage_options)
+    doc = read_translator_json(path, storage_options, weights=False)
     folder = Path(doc.pop("_folder"))
     source = doc.pop("_source", None)  # a URL: described from its fetched copy, without the run folder
     out: Dict[str, Any] = {"translator": source or str(folder), **doc}

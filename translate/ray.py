@@ -226,7 +226,7 @@ def convert_with_ray(checkpoint, input, output, opts: RayOptions, *, device: Opt
     check_options(ext, batch_size, quality)
     if instance_dir is not None:
         raise ConvertError("--instance-dir is for the local engine (label translators)")
-    doc = read_translator_json(checkpoint, storage_options)
+    doc = read_translator_json(checkpoint, storage_options, weights=False)  # the actors load the weights
     if label_encoding(doc["preprocessing"]) is not None:
         raise ConvertError("label-map translators convert with the local engine only")
     stream = asdict(StreamOptions(_pick_direction(doc, direction), batch_size, quality, resize,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Union
 
@@ -204,6 +205,13 @@ class Folder:
             with open(self.join(rel), "rb") as f:
                 return f.read()
         return _call(self.fs.cat_file, self._key(rel))
+
+    def download(self, rel: str, dest: LocationLike) -> None:
+        """Copy ``rel`` to the local file ``dest`` (streamed; not held in memory)."""
+        if self.local:
+            shutil.copyfile(self.join(rel), dest)
+        else:
+            _call(self.fs.get_file, self._key(rel), os.fspath(dest))
 
     def read_text(self, rel: str = "") -> str:
         return self.read_bytes(rel).decode("utf-8")
