@@ -167,6 +167,21 @@ def _running(pid: int) -> bool:
         return False
 
 
+def memory_runs(args, tiny, src, big, work, env, ray_args, address):
+    """The driver's peak memory: CLI and Python API drivers of the Ray engine, and the local engine."""
+    return [
+        run(f"ray driver memory, {args.rss_n} images (tiny translator)",
+            [tiny, big, work / "out_big_ray", "--device", "cpu", *ray_args], env, work / "out_big_ray"),
+        run(f"ray driver memory, Python API driver, {args.rss_n} images (tiny translator)",
+            [tiny, big, work / "out_big_api", address, os.cpu_count() or 2], env,
+            work / "out_big_api", api=True),
+        run(f"ray driver memory, {args.n} images (tiny translator)",
+            [tiny, src, work / "out_small_ray", "--device", "cpu", *ray_args], env, work / "out_small_ray"),
+        run(f"local driver memory, {args.rss_n} images (tiny translator)",
+            [tiny, big, work / "out_big_local", "--device", "cpu"], env, work / "out_big_local"),
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="folder of images (e.g. facades/train)")
@@ -175,6 +190,7 @@ def main() -> int:
     ap.add_argument("--rss-n", type=int, default=2000, help="images for the driver-memory run (replicated)")
     ap.add_argument("--repeats", type=int, default=2, help="runs of each throughput variant, alternated")
     ap.add_argument("--memory-only", action="store_true", help="only the driver-memory runs")
+    ap.add_argument("--engines-only", action="store_true", help="only local vs ray on disk (no S3, no memory runs)")
     args = ap.parse_args()
 
     work = Path(args.out)
@@ -219,17 +235,11 @@ def main() -> int:
                                env, work / "out_local"))
             results.append(run(f"ray disk->disk #{rep + 1}", [ck, src, work / "out_ray", "--device", "cpu",
                                                               *ray_args], env, work / "out_ray"))
-            results.append(run(f"local s3->s3 #{rep + 1}", [ck, "s3://bench/in", f"s3://bench/out{rep}",
-                                                            "--device", "cpu"], env))
-        results.append(run(f"ray driver memory, {args.rss_n} images (tiny translator)",
-                           [tiny, big, work / "out_big_ray", "--device", "cpu", *ray_args], env, work / "out_big_ray"))
-        results.append(run(f"ray driver memory, Python API driver, {args.rss_n} images (tiny translator)",
-                           [tiny, big, work / "out_big_api", address, os.cpu_count() or 2], env,
-                           work / "out_big_api", api=True))
-        results.append(run(f"ray driver memory, {args.n} images (tiny translator)",
-                           [tiny, src, work / "out_small_ray", "--device", "cpu", *ray_args], env, work / "out_small_ray"))
-        results.append(run(f"local driver memory, {args.rss_n} images (tiny translator)",
-                           [tiny, big, work / "out_big_local", "--device", "cpu"], env, work / "out_big_local"))
+            if not args.engines_only:
+                results.append(run(f"local s3->s3 #{rep + 1}", [ck, "s3://bench/in", f"s3://bench/out{rep}",
+                                                                "--device", "cpu"], env))
+        if not args.engines_only:
+            results += memory_runs(args, tiny, src, big, work, env, ray_args, address)
     finally:
         stop_ray(temp_dir, address)
         moto.terminate()
