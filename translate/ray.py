@@ -231,7 +231,7 @@ def convert_with_ray(checkpoint, input, output, opts: RayOptions, *, device: Opt
         raise ConvertError("label-map translators convert with the local engine only")
     stream = asdict(StreamOptions(_pick_direction(doc, direction), batch_size, quality, resize,
                                   DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
-                                  workers=max(2, int(math.ceil(opts.cpus_per_worker)) * 2)))
+                                  workers=max(2, min(8, int(math.ceil(opts.cpus_per_worker))))))
     out = Folder(output, storage_options)
     inputs = list_inputs(input, paths, storage_options)
     todo, skipped, failures = plan(inputs, out, ext, overwrite, in_place_ok)
