@@ -251,7 +251,8 @@ def convert_with_ray(checkpoint, input, output, opts: RayOptions, *, device: Opt
     finally:
         if started:
             ray.shutdown()
-    out.clean_temp()  # temp files of a worker killed mid-write (its block was redone by another)
+    if not summary.interrupted:  # no actor writes any more: remove what a worker killed mid-write left
+        out.clean_temp()
     write_failures_file(out, summary.failures)
     return RayJob(summary, pool)
 
