@@ -90,3 +90,7 @@ def write_image_file(path: Path, img: np.ndarray) -> Path:
 
     write_image(path, img)
     return path
+
+
+# Session fixtures of real parts: an S3-compatible server and a two-node Ray cluster (started once).
+from cloud_parts import ray_cluster, s3_server  # noqa: E402,F401

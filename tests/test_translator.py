@@ -37,8 +37,8 @@ def test_load_accepts_run_or_translator_folder_and_refuses_others(tmp_path):
     assert Translator.load(run / "translator", device="cpu").method == "pix2pix"
     with pytest.raises(CheckpointError, match="does not exist"):
         Translator.load(tmp_path / "missing")
-    with pytest.raises(CheckpointError, match="only local"):
-        Translator.load("https://example.com/model")
+    with pytest.raises(CheckpointError, match="not a storage protocol"):
+        Translator.load("nosuchprotocol://bucket/model")
     with pytest.raises(CheckpointError, match="is a file"):
         Translator.load(run / "translator" / "translator.json")
 

@@ -10,6 +10,9 @@ Layout::
 
 Saving writes a complete new folder next to the old one and swaps it in
 (:func:`translate.fsutil.replace_dir`), so a crash at any instant leaves a loadable translator.
+
+torch is imported by the functions that handle weights only: reading a translator's description
+(``translate info``, the driver of a Ray job) does not load it.
 """
 
 from __future__ import annotations
@@ -21,16 +24,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
-from torch import nn
 
 from .errors import UserError
 from .fsutil import atomic_write_bytes, atomic_write_text, recover_dir, replace_dir
-from .models import build_generator
 from .options import DIRECTIONS, swap_domains
+from .storage import Folder, StorageError, is_url
 from .version import __version__
 
 FORMAT = "translate.translator"
@@ -51,6 +50,7 @@ class CheckpointError(UserError):
 def versions() -> Dict[str, str]:
     """Versions of the software a checkpoint was made with (recorded for reproducibility)."""
     import numpy
+    import torch
 
     out = {"translate": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
            "python": platform.python_version()}
@@ -79,6 +79,8 @@ def save_translator(
         preprocessing: how inputs were prepared in training (channels, value range, size multiple...).
         provenance: run name, step, epoch, versions...
     """
+    from safetensors.torch import save as st_save
+
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
@@ -109,13 +111,19 @@ def save_translator(
     return folder
 
 
-def resolve_translator_dir(path: Union[str, Path]) -> Path:
+def resolve_translator_dir(path: Union[str, Path], storage_options: Optional[Dict[str, Any]] = None,
+                           weights: bool = True) -> Path:
     """Accept a run folder or its ``translator/`` folder; return the translator folder.
+
+    A URL (``s3://bucket/runs/facades``) is fetched first (:func:`fetch_translator`; without the
+    weight files when ``weights`` is False) and the local copy returned.
 
     Raises:
         CheckpointError: saying what was found and what was expected.
     """
-    path = Path(path)
+    if is_url(path) and not str(path).startswith("file://"):
+        return fetch_translator(str(path), storage_options, weights)
+    path = Path(str(path)[len("file://"):] if str(path).startswith("file://") else path)
     if path.is_file():
         raise CheckpointError(
             f"{path} is a file; expected a translator folder (with {TRANSLATOR_JSON}) or a run "
@@ -134,9 +142,55 @@ def resolve_translator_dir(path: Union[str, Path]) -> Path:
     )
 
 
-def read_translator_json(folder: Union[str, Path]) -> Dict[str, Any]:
-    """Read and validate ``translator.json`` of a translator folder (strict)."""
-    folder = resolve_translator_dir(folder)
+def fetch_translator(location: str, storage_options: Optional[Dict[str, Any]] = None, weights: bool = True) -> Path:
+    """Copy a translator folder (or the ``translator/`` of a run folder) at a URL to a local temp folder.
+
+    Only ``translator.json`` and (with ``weights``) the weight files it names are fetched; the copy
+    is removed when the process exits. Loading then proceeds as for a local folder (strictly, without pickle).
+
+    Raises:
+        CheckpointError: no translator there, or it cannot be read.
+    """
+    import atexit
+
+    root = Folder(location, storage_options)
+    try:
+        found = next((c for c in (root, root.child("translator")) if c.is_file(TRANSLATOR_JSON)), None)
+        if found is None:
+            raise CheckpointError(f"{location} is not a checkpoint: no {TRANSLATOR_JSON} in it or in "
+                                  f"{root.join('translator')}")
+        text = found.read_bytes(TRANSLATOR_JSON)
+        try:
+            gens = json.loads(text).get("generators", {})
+            files = [e["file"] for e in gens.values()]
+        except (ValueError, AttributeError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{found.join(TRANSLATOR_JSON)}: not a translator description ({e})") from None
+        local = Path(tempfile.mkdtemp(prefix="translate-translator-"))
+        atexit.register(shutil.rmtree, local, True)
+        (local / TRANSLATOR_JSON).write_bytes(text)
+        for name in files:
+            if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
+                raise CheckpointError(f"{found.join(TRANSLATOR_JSON)}: bad weights file name {name!r}")
+            if weights:
+                found.download(name, local / name)
+    except (OSError, StorageError) as e:
+        raise CheckpointError(f"{location}: cannot read the translator ({e})") from None
+    (local / _SOURCE_FILE).write_text(found.root, encoding="utf-8")
+    return local
+
+
+_SOURCE_FILE = ".source"  # in a fetched copy: the URL it came from
+
+
+def read_translator_json(folder: Union[str, Path], storage_options: Optional[Dict[str, Any]] = None,
+                         weights: bool = True) -> Dict[str, Any]:
+    """Read and validate ``translator.json`` of a translator folder (strict).
+
+    ``folder`` may be a URL (see :func:`resolve_translator_dir`); ``doc["_source"]`` is then
+    that URL and ``doc["_folder"]`` the local copy, which holds the weight files only when
+    ``weights`` (False: to describe a translator without loading it).
+    """
+    folder = resolve_translator_dir(folder, storage_options, weights)
     path = folder / TRANSLATOR_JSON
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -166,6 +220,8 @@ def read_translator_json(folder: Union[str, Path]) -> Dict[str, Any]:
     if isinstance(doc["preprocessing"], dict) and "labels" in doc["preprocessing"]:
         label_encoding(doc["preprocessing"], path)  # strict: a malformed record is an error now
     doc["_folder"] = str(folder)
+    if (folder / _SOURCE_FILE).is_file():
+        doc["_source"] = (folder / _SOURCE_FILE).read_text(encoding="utf-8")
     return doc
 
 
@@ -194,6 +250,10 @@ def label_encoding(preprocessing: Dict[str, Any], where: Union[str, Path] = "tra
 def load_generator(folder: Union[str, Path], direction: str, device: Union[str, torch.device] = "cpu",
                    doc: Optional[Dict[str, Any]] = None) -> nn.Module:
     """Build the generator for ``direction`` from its saved config and load its weights strictly."""
+    from safetensors.torch import load as st_load
+
+    from .models import build_generator
+
     doc = doc or read_translator_json(folder)
     folder = Path(doc["_folder"])
     if direction not in doc["generators"]:

@@ -34,6 +34,7 @@ from .presets import get_preset, list_presets
 from .runtime import PRECISIONS
 from .runtimes import list_backends
 from .serve import add_serve_parser
+from .storage import parse_storage_options
 from .training.state import load_run_config
 from .translator import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_PIXELS
 from .version import __version__
@@ -110,6 +111,14 @@ def _add_train_parser(sub, method: str):
     return p
 
 
+def add_storage_option(parser: argparse.ArgumentParser) -> None:
+    """``--storage-option KEY=VALUE`` (repeatable): fsspec options for URL locations."""
+    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="option for s3:// gs:// az:// locations (repeatable), e.g. endpoint_url=http://host:9000 "
+                             "or anon=true; credentials also come from the environment (AWS_*, "
+                             "GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="translate", description="Image-to-image translation: train ("
@@ -131,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="describe a checkpoint", description="Describe a checkpoint.")
     info.add_argument("checkpoint", help="a run folder or its translator/ folder")
     info.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    add_storage_option(info)
     info.set_defaults(func=_cmd_info)
 
     conv = sub.add_parser(
@@ -139,9 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "are skipped (re-run to finish an interrupted job); bad files are listed in "
                     "OUTPUT/failed.jsonl and make the exit status 1.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    conv.add_argument("checkpoint", help="a run folder or its translator/ folder")
-    conv.add_argument("input", help="image folder (recursive), one image file, or - to read paths from stdin")
-    conv.add_argument("output", help="output folder (created)")
+    conv.add_argument("checkpoint", help="a run folder or its translator/ folder (a path or an s3:// gs:// az:// URL)")
+    conv.add_argument("input", help="image folder (recursive) or one image file, a path or URL; or - to read "
+                      "local paths from stdin")
+    conv.add_argument("output", help="output folder (created), a path or URL")
     conv.add_argument("--direction", choices=["a2b", "b2a"], help="which generator (required for CycleGAN)")
     conv.add_argument("--batch-size", type=int, default=4, help="images per network call (same-size images)")
     conv.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
@@ -160,7 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP, help="tile overlap in pixels (feathered)")
     conv.add_argument("--max-pixels", type=int, default=None,
                       help="refuse images with more pixels than this (decompression-bomb guard; default 2^28)")
-    conv.add_argument("--workers", type=int, default=None, help="decode/encode threads (default: from CPU count)")
+    conv.add_argument("--workers", type=int, default=None,
+                      help="local engine: decode/encode threads (default: from CPU count); ray engine: actors in "
+                           "the pool (default: cluster GPUs / --gpus-per-worker, else CPUs / --cpus-per-worker)")
+    conv.add_argument("--engine", default="local", choices=["local", "ray"],
+                      help="local: this process (or torchrun's); ray: a Ray Data actor pool (the [ray] extra)")
+    conv.add_argument("--ray-address", default=None, metavar="ADDR",
+                      help="ray engine: auto (the cluster of this machine) or ray://HOST:PORT; default: start a "
+                           "local Ray instance")
+    conv.add_argument("--cpus-per-worker", type=float, default=1.0, help="ray engine: CPUs per actor")
+    conv.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray engine: GPUs per actor (0: CPU)")
+    add_storage_option(conv)
     conv.add_argument("--no-progress", action="store_true", help="no progress bar")
     conv.add_argument("--instance-dir", default=None,
                       help="instance-ID maps matched to the inputs by name (label translators trained with them)")
@@ -280,8 +301,9 @@ def _cmd_convert(args, argv) -> int:
         tile_pixels=args.tile_pixels, tile_overlap=args.tile_overlap, progress=not args.no_progress,
         direction=args.direction, batch_size=args.batch_size, ext=args.ext, quality=args.quality,
         overwrite=args.overwrite, in_place_ok=args.in_place_ok, resize=args.resize, max_pixels=args.max_pixels,
-        workers=args.workers, paths=paths, backend=args.backend, onnx=args.onnx, compile=args.compile,
-        **({"instance_dir": args.instance_dir} if args.instance_dir else {}))
+        paths=paths, backend=args.backend, onnx=args.onnx, compile=args.compile,
+        storage_options=parse_storage_options(args.storage_option), engine=args.engine,
+        **_engine_options(args), **({"instance_dir": args.instance_dir} if args.instance_dir else {}))
     summary = job.summary
     if job.is_main:
         for path, reason in summary.failures:
@@ -292,8 +314,16 @@ def _cmd_convert(args, argv) -> int:
     return 1 if summary.failures else 0
 
 
+def _engine_options(args) -> dict:
+    """``--workers`` means decode/encode threads to the local engine, actors to the ray engine."""
+    if args.engine != "ray":
+        return {"workers": args.workers}
+    return {"ray": {"address": args.ray_address, "workers": args.workers, "cpus_per_worker": args.cpus_per_worker,
+                    "gpus_per_worker": args.gpus_per_worker}}
+
+
 def _cmd_info(args, argv) -> int:
-    desc = describe(args.checkpoint)
+    desc = describe(args.checkpoint, parse_storage_options(args.storage_option))
     print(json.dumps(desc, indent=2) if args.json else format_description(desc))
     return 0
 

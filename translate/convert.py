@@ -1,383 +1,35 @@
-"""Batch conversion of image folders: ``translate convert`` and ``Translator.translate_folder``.
+"""The conversion job behind ``translate convert``: load the translator, run an engine, summarise.
 
-:func:`convert_folder` is the whole job behind ``translate convert``: load the checkpoint, convert,
-and under ``torchrun`` split the files over the processes and merge their results.
-:func:`convert` converts with an already loaded translator.
+:func:`convert_folder` is the whole job. Engines:
 
-Guarantees:
-- inputs are never written to: OUTPUT equal to or inside INPUT is refused unless asked for
-  (``in_place_ok``), and even then no output may replace an input file;
-- existing outputs are kept (and skipped) unless ``overwrite``: re-running after an interruption
-  converts only what is missing;
-- every output is written atomically (temp file + rename): no half-written images, ever;
-- a bad input file is reported by path and reason, listed in ``OUTPUT/failed.jsonl``, and the
-  rest are converted.
+- ``local`` (default): one process, decode/encode threads around the network
+  (:func:`translate.conversion.local.convert`, also what ``Translator.translate_folder`` runs);
+- torchrun: the local engine launched by ``torchrun``; every process plans the same job and
+  converts its share of the files, rank 0 merges the summaries (docs/scaling.md);
+- ``ray``: a Ray Data pipeline over an actor pool, for clusters (:mod:`translate.ray`).
 
-Decoding and encoding run in threads (OpenCV releases the GIL) overlapped with the network,
-which sees batches of same-size images.
+Inputs, outputs and the translator may be local paths or object-storage URLs
+(:mod:`translate.storage`); the guarantees are listed in :mod:`translate.conversion`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-import time
-from collections import OrderedDict, deque
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+import signal
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
 
-import numpy as np
-import torch
+from . import distributed as D
+from .conversion.local import convert
+from .conversion.plan import (FAILED_FILE, OUTPUT_EXTS, ConvertError, ConvertSummary, Item, list_inputs,
+                              merge_summaries, plan, write_failures_file)
+from .runtime import resolve_device
+from .storage import Folder
+from .translator import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_PIXELS, Translator
 
-from .errors import UserError
-from .fsutil import atomic_write_text, describe_os_error, is_disk_full, remove_stale_temp_files
+__all__ = ["ENGINES", "FAILED_FILE", "OUTPUT_EXTS", "ConvertError", "ConvertJob", "ConvertSummary", "Item",
+           "convert", "convert_folder", "list_inputs", "merge_summaries", "plan", "write_failures_file"]
 
-FAILED_FILE = "failed.jsonl"
-OUTPUT_EXTS = ("same", "png", "jpg", "webp", "tif")
-
-
-class ConvertError(UserError):
-    """The conversion cannot start (bad paths, unsafe output); nothing was written."""
-
-
-class OutputFullError(UserError):
-    """The output filesystem is full (or over quota): the job stops instead of failing every
-    remaining file; the outputs written so far are complete and a rerun skips them."""
-
-
-@dataclass
-class ConvertSummary:
-    output: Path
-    total: int = 0
-    converted: int = 0
-    skipped: int = 0  # outputs that already existed
-    failures: List[Tuple[str, str]] = field(default_factory=list)
-    seconds: float = 0.0
-    interrupted: bool = False
-
-    @property
-    def failed(self) -> int:
-        return len(self.failures)
-
-    def line(self) -> str:
-        rate = self.converted / self.seconds if self.seconds > 0 else 0.0
-        text = (f"converted {self.converted}, skipped {self.skipped} (already done), failed {self.failed} "
-                f"of {self.total} in {self.seconds:.1f}s ({rate:.2f} img/s)")
-        if self.failures:
-            text += f"; failures listed in {self.output / FAILED_FILE}"
-        if self.interrupted:
-            text += "; INTERRUPTED: run the same command again to finish"
-        return text
-
-
-def list_inputs(input: Union[str, Path], paths: Optional[Sequence[Union[str, Path]]] = None):
-    """Resolve INPUT to (base folder, [files]); outputs mirror paths relative to the base.
-
-    Args:
-        input: a folder (searched recursively), a single image file, or "-" with ``paths``
-            (e.g. read from stdin); listed paths are mirrored relative to their common folder.
-    """
-    from .data.discover import list_images
-
-    if str(input) == "-":
-        files = [Path(p) for p in (paths or []) if str(p).strip()]
-        if not files:
-            raise ConvertError("no input paths were given on standard input")
-        missing = [str(p) for p in files if not p.is_file()]
-        if missing:
-            raise ConvertError(f"{len(missing)} listed input(s) are not files: " + ", ".join(missing[:10]))
-        files = [_abs(p) for p in files]
-        base = Path(os.path.commonpath([str(p.parent) for p in files]))
-        return base, files
-    input = Path(input)
-    if input.is_file():
-        return _abs(input).parent, [_abs(input)]
-    if input.is_dir():
-        files = list_images(input)
-        if not files:
-            raise ConvertError(f"{input} holds no images (jpg, jpeg, png, bmp, tif, tiff, webp)")
-        return _abs(input), [_abs(f) for f in files]
-    raise ConvertError(f"input {input} does not exist")
-
-
-def _abs(p) -> Path:
-    """Absolute path without resolving symlinks: outputs mirror the paths as the user sees them
-    (a folder of symlinks, as ``tools/make_unpaired.py`` makes, keeps its own names)."""
-    return Path(os.path.abspath(p))
-
-
-def _real(p) -> Path:
-    return Path(os.path.realpath(p))
-
-
-def _out_path(src: Path, base: Path, output: Path, ext: str) -> Path:
-    rel = src.relative_to(base)
-    if ext != "same":
-        rel = rel.with_suffix("." + ext)
-    return output / rel
-
-
-def plan(base: Path, files: List[Path], output: Path, ext: str, overwrite: bool, in_place_ok: bool,
-         folder_input: bool = True):
-    """Pair inputs with outputs and apply the safety rules. Returns (todo, skipped, failures).
-
-    For a folder input, OUTPUT may not be the folder or inside it unless ``in_place_ok``; for any
-    input, an output that would replace an input file is a failure for that file.
-    """
-    out_res = _abs(output)
-    if folder_input and not in_place_ok and (out_res == base or base in out_res.parents
-                                             or _real(output) == _real(base) or _real(base) in _real(output).parents):
-        raise ConvertError(
-            f"output {output} is {'the input folder' if out_res == base else 'inside the input folder'} "
-            f"{base}; choose an output folder outside it (or pass --in-place-ok to allow it: inputs "
-            "are still never overwritten)")
-    inputs = {_real(f) for f in files}
-    todo, skipped, failures, seen = [], 0, [], {}
-    for src in files:
-        if folder_input and out_res != base and out_res in src.parents:
-            continue  # earlier outputs inside the input tree are not inputs
-        dst = _out_path(src, base, output, ext)
-        if _real(dst) in inputs:
-            failures.append((str(src), f"its output {dst} would overwrite an input file; use another --ext "
-                                       "or output folder"))
-            continue
-        if dst in seen:
-            failures.append((str(src), f"its output {dst} is also the output of {seen[dst]}; use --ext same"))
-            continue
-        seen[dst] = src
-        if dst.exists() and not overwrite:
-            skipped += 1
-            continue
-        todo.append((src, dst))
-    return todo, skipped, failures
-
-
-def _fit_format(arr: np.ndarray, dst: Path) -> np.ndarray:
-    """Adapt an output array to what its file format stores (JPEG: 8-bit, no alpha)."""
-    from .data.io import fit_to_format
-
-    return fit_to_format(arr, dst.suffix)
-
-
-def convert(translator, input, output, *, direction: Optional[str] = None, batch_size: int = 4,
-            ext: str = "same", quality: Optional[int] = None, overwrite: bool = False,
-            in_place_ok: bool = False, resize=None, max_pixels: Optional[int] = None,
-            workers: Optional[int] = None, paths: Optional[Sequence] = None, progress: bool = True,
-            shard: Tuple[int, int] = (0, 1), write_failures: bool = True,
-            clean_temp: bool = True, after_plan=None, instance_dir=None) -> ConvertSummary:
-    """Translate every image of ``input`` into ``output``, mirroring relative paths.
-
-    Args:
-        translator: a loaded :class:`translate.Translator`.
-        input: folder (recursive), single file, or "-" with ``paths``.
-        output: output folder (created).
-        direction: "a2b"/"b2a" (required for CycleGAN translators).
-        batch_size: images per network call (same-size images are grouped).
-        ext: "same" (keep each input's format) or png, jpg, webp, tif.
-        quality: JPEG/WebP quality 1-100.
-        overwrite: replace existing outputs (default: skip them).
-        in_place_ok: allow OUTPUT equal to or inside INPUT (inputs are still never replaced).
-        resize: see :meth:`Translator.__call__`.
-        max_pixels: refuse inputs with more pixels than this (decompression-bomb guard).
-        workers: decode/encode threads (default: from the CPU count).
-        shard: (rank, world size) under torchrun: every process plans the same job and converts
-            every world-th file of it starting at rank, so each file is converted exactly once;
-            files that are skipped or fail in planning are counted by rank 0 only.
-        write_failures: write ``output/failed.jsonl`` (the torchrun caller writes a merged one).
-        clean_temp: remove temp files left in ``output`` by a killed run (the torchrun caller does
-            it once, before the ranks start writing).
-        after_plan: called once planning is done, before anything is written (under torchrun a
-            barrier, so no rank plans while another already writes).
-        instance_dir: for label translators trained with instance boundaries: the folder of
-            instance-ID maps, matched to the inputs by relative path without extension.
-
-    Returns:
-        ConvertSummary; its ``failures`` are also written to ``output/failed.jsonl``.
-    """
-    from .data.io import DEFAULT_MAX_PIXELS, ImageReadError, read_image, write_image
-
-    if ext not in OUTPUT_EXTS:
-        raise ConvertError(f"unknown output extension {ext!r}; valid: {', '.join(OUTPUT_EXTS)}")
-    if batch_size < 1:
-        raise ConvertError(f"batch size must be >= 1, got {batch_size}")
-    if quality is not None and not 1 <= quality <= 100:
-        raise ConvertError(f"quality must be within 1-100, got {quality}")
-    direction = translator.pick_direction(direction)
-    max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
-    output = Path(output)
-    base, files = list_inputs(input, paths)
-    todo, skipped, failures = plan(base, files, output, ext, overwrite, in_place_ok,
-                                   folder_input=str(input) != "-" and Path(input).is_dir())
-    if after_plan is not None:
-        after_plan()
-    rank, world = shard
-    todo = todo[rank::world]
-    if rank != 0:
-        files, skipped, failures = [], 0, []
-    output.mkdir(parents=True, exist_ok=True)
-    if clean_temp:
-        remove_stale_temp_files(output)
-    summary = ConvertSummary(output=output, total=len(files), skipped=skipped, failures=failures)
-    workers = workers or max(2, min(8, (os.cpu_count() or 2)))
-    t0 = time.perf_counter()
-
-    labels = getattr(translator, "labels", None)
-    instances = _instance_maps(labels, instance_dir)
-
-    def decode(src: Path):
-        if labels is None:
-            arr = read_image(src, max_pixels=max_pixels)
-            return arr, translator.prepare(arr, direction, resize)
-        arr = translator.read(src, max_pixels=max_pixels)  # class IDs, one-hot encoded by prepare
-        inst = None
-        if instances is not None:
-            key = _relative_key(src, base)
-            if key not in instances:
-                raise ValueError(f"no instance map for it in {instance_dir} (matched by relative path)")
-            inst = translator.read(instances[key], max_pixels=max_pixels)
-        return arr, translator.prepare(arr, direction, resize, instance=inst)
-
-    def encode(arr: np.ndarray, dst: Path) -> None:
-        write_image(dst, _fit_format(arr, dst), quality=quality)
-
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(todo), unit="img", disable=not progress or None, file=sys.stderr, dynamic_ncols=True)
-    window = max(2 * batch_size, 2 * workers)
-    pending_writes: deque = deque()
-    groups: "OrderedDict[tuple, list]" = OrderedDict()
-
-    def fail(src, reason):
-        summary.failures.append((str(src), reason))
-        bar.set_postfix(failed=summary.failed, refresh=False)
-
-    def drain_writes(limit: int) -> None:
-        while len(pending_writes) > limit:
-            src, dst, fut = pending_writes.popleft()
-            try:
-                fut.result()
-                summary.converted += 1
-            except (OSError, ValueError) as e:
-                if is_disk_full(e):
-                    raise OutputFullError(
-                        f"cannot write {describe_os_error(e)}; stopped after {summary.converted} of {len(todo)} "
-                        "images. Free space and run the same command again: the finished outputs are kept "
-                        "and skipped") from None
-                fail(src, f"cannot write {dst}: {e}")
-            bar.update(1)
-
-    def run_group(items) -> None:
-        x = torch.stack([it[2][0] for it in items])
-        try:
-            y = translator.translate_tensor(x, direction)
-        except RuntimeError as e:  # e.g. out of memory on one batch: report, keep going
-            for src, *_ in items:
-                fail(src, f"translation failed: {e}")
-                bar.update(1)
-            return
-        for (src, dst, (x_i, alpha, dtype, squeeze), hw), y_i in zip(items, y):
-            arr = translator.finish(y_i, hw, alpha, dtype, squeeze)
-            pending_writes.append((src, dst, writer.submit(encode, arr, dst)))
-        drain_writes(2 * workers)
-
-    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as reader, \
-            ThreadPoolExecutor(max(1, workers // 2), thread_name_prefix="encode") as writer:
-        inflight: deque = deque()
-        queue = iter(todo)
-        try:
-            while True:
-                while len(inflight) < window:
-                    nxt = next(queue, None)
-                    if nxt is None:
-                        break
-                    inflight.append((nxt[0], nxt[1], reader.submit(decode, nxt[0])))
-                if not inflight:
-                    break
-                src, dst, fut = inflight.popleft()
-                try:
-                    arr, prepared = fut.result()
-                except ImageReadError as e:
-                    fail(src, e.reason)
-                    bar.update(1)
-                    continue
-                except ValueError as e:  # e.g. a channel layout the translator cannot use
-                    fail(src, str(e))
-                    bar.update(1)
-                    continue
-                key = tuple(prepared[0].shape)
-                group = groups.setdefault(key, [])
-                group.append((src, dst, prepared, arr.shape[:2]))
-                pixels = key[-1] * key[-2] * len(group)
-                if len(group) >= batch_size or pixels >= translator.tile_pixels:
-                    run_group(groups.pop(key))
-                elif len(groups) > window:  # many different sizes: flush the oldest group
-                    run_group(groups.pop(next(iter(groups))))
-            while groups:
-                run_group(groups.pop(next(iter(groups))))
-            drain_writes(0)
-        except KeyboardInterrupt:
-            summary.interrupted = True
-            for _s, _d, fut in inflight:
-                fut.cancel()
-            drain_writes(0)  # finish what is being written (each write is atomic anyway)
-        except OutputFullError:
-            for _s, _d, fut in inflight:
-                fut.cancel()
-            raise
-        finally:
-            bar.close()
-            summary.seconds = time.perf_counter() - t0
-            if write_failures:
-                try:
-                    write_failures_file(output, summary.failures)
-                except OSError as e:  # the disk that stopped the job has no room for the list either
-                    print(f"warning: could not write the failure list: {describe_os_error(e)}", file=sys.stderr)
-    return summary
-
-
-def _relative_key(src: Path, base: Path) -> str:
-    try:
-        rel = Path(src).resolve().relative_to(Path(base).resolve())
-    except ValueError:
-        rel = Path(Path(src).name)
-    return rel.with_suffix("").as_posix()
-
-
-def _instance_maps(labels, instance_dir):
-    """relative path without extension -> instance map file, for label translators that need them."""
-    from .data.discover import list_images
-
-    if labels is None or not labels["instance_channel"]:
-        if instance_dir is not None:
-            raise ConvertError("--instance-dir is only for translators trained with instance maps")
-        return None
-    if instance_dir is None or not Path(instance_dir).is_dir():
-        raise ConvertError("this translator was trained with instance boundaries: give the folder of instance-ID "
-                           f"maps with --instance-dir (got {instance_dir})")
-    folder = Path(instance_dir)
-    return {p.relative_to(folder).with_suffix("").as_posix(): p for p in list_images(folder)}
-
-
-def merge_summaries(parts: Sequence[ConvertSummary]) -> ConvertSummary:
-    """One summary for a job split over processes (rank 0's part carries the planning counts)."""
-    merged = ConvertSummary(output=parts[0].output, total=parts[0].total, skipped=parts[0].skipped)
-    for p in parts:
-        merged.converted += p.converted
-        merged.failures.extend(p.failures)
-        merged.seconds = max(merged.seconds, p.seconds)
-        merged.interrupted = merged.interrupted or p.interrupted
-    return merged
-
-
-def write_failures_file(output: Path, failures: List[Tuple[str, str]]) -> None:
-    path = output / FAILED_FILE
-    if failures:
-        atomic_write_text(path, "".join(json.dumps({"path": p, "reason": r}) + "\n" for p, r in failures))
-    elif path.exists():
-        path.unlink()  # a previous run's list; everything it named has now been handled
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -387,8 +39,11 @@ class ConvertJob:
     summary: ConvertSummary
     processes: int = 1
     is_main: bool = True  # this process reports the job (rank 0 under torchrun)
+    engine: str = "local"
 
     def line(self) -> str:
+        if self.engine == "ray":
+            return self.summary.line() + f" by {self.processes} Ray worker{'s' if self.processes > 1 else ''}"
         procs = f" by {self.processes} processes" if self.processes > 1 else ""
         return self.summary.line() + procs
 
@@ -396,7 +51,8 @@ class ConvertJob:
 def convert_folder(checkpoint, input, output, *, device: Optional[str] = None, precision: str = "fp32",
                    tile_pixels: Optional[int] = None, tile_overlap: Optional[int] = None,
                    progress: bool = True, backend: str = "torch", onnx=None, compile: bool = False,
-                   **options) -> ConvertJob:
+                   engine: str = "local", ray: Optional[Dict[str, Any]] = None,
+                   storage_options: Optional[Dict[str, Any]] = None, **options) -> ConvertJob:
     """Load ``checkpoint`` and translate every image of ``input`` into ``output``.
 
     Launched by ``torchrun``, every process loads the translator on its own device, plans the
@@ -405,56 +61,84 @@ def convert_folder(checkpoint, input, output, *, device: Optional[str] = None, p
     stops the job like Ctrl-C: what is being written is finished, and a rerun completes it.
 
     Args:
-        checkpoint: a run folder or its ``translator/`` folder.
-        input, output: see :func:`convert`.
+        checkpoint: a run folder or its ``translator/`` folder (local path or URL).
+        input, output: see :func:`translate.conversion.local.convert` (local paths or URLs).
         device: "cpu", "cuda", "cuda:N" (default: CUDA when available; under torchrun each
-            process takes its local GPU).
+            process takes its local GPU; on Ray each worker takes the GPU Ray gives it).
         precision: "fp32", "bf16" or "fp16".
         tile_pixels, tile_overlap: see :meth:`translate.Translator.load` (None: its defaults).
         progress: show a progress bar (rank 0 only under torchrun).
-        backend, onnx, compile: see :meth:`translate.Translator.load`.
-        **options: the options of :func:`convert` (direction, batch_size, ext, quality,
-            overwrite, in_place_ok, resize, max_pixels, workers, paths).
+        backend, onnx, compile: see :meth:`translate.Translator.load` (local engine only).
+        engine: "local" (default; torchrun when launched by it) or "ray".
+        ray: Ray engine settings, see :class:`translate.ray.RayOptions` (address, workers,
+            cpus_per_worker, gpus_per_worker).
+        storage_options: fsspec options for URLs (credentials, ``endpoint_url``).
+        **options: the options of :func:`translate.conversion.local.convert` (direction, batch_size,
+            ext, quality, overwrite, in_place_ok, resize, max_pixels, workers, paths).
 
     Returns:
         ConvertJob with the merged summary (``interrupted`` set when stopped by a signal).
+
+    Raises:
+        ConvertError: an unknown engine, or options the engine cannot take.
     """
-    import signal
+    tile_pixels = DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels
+    tile_overlap = DEFAULT_TILE_OVERLAP if tile_overlap is None else tile_overlap
+    if engine == "ray":
+        try:
+            from .ray import RayOptions, convert_with_ray  # the optional [ray] extra
+        except ImportError as e:
+            raise ConvertError(f"--engine ray needs Ray Data: pip install 'translate-images[ray]' ({e})") from None
 
-    from . import distributed as D
-    from .runtime import resolve_device
-    from .translator import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_PIXELS, Translator
+        if backend != "torch" or onnx is not None or compile:
+            raise ConvertError("--engine ray runs the torch backend only (no --backend/--onnx/--compile)")
+        job = convert_with_ray(checkpoint, input, output, RayOptions(**(ray or {})), device=device,
+                               precision=precision, tile_pixels=tile_pixels, tile_overlap=tile_overlap,
+                               progress=progress, storage_options=storage_options, **options)
+        return ConvertJob(job.summary, job.workers, True, "ray")
+    if engine != "local":
+        raise ConvertError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
+    return _convert_local(checkpoint, input, output, device=device, storage_options=storage_options,
+                          progress=progress, load=dict(precision=precision, tile_pixels=tile_pixels,
+                                                       tile_overlap=tile_overlap, backend=backend, onnx=onnx,
+                                                       compile=compile),
+                          options=options)
 
+
+def _convert_local(checkpoint, input, output, *, device, storage_options, progress, load, options) -> ConvertJob:
+    """The local engine, in one process or in each process that torchrun launched."""
     info = D.DistInfo()
     if D.launched_by_torchrun():  # torchrun: each process converts its share of the files
         want = resolve_device(device)
         info = D.setup(want)
         device = D.rank_device(want, info)
     try:
-        t = Translator.load(checkpoint, device=device, precision=precision,
-                            tile_pixels=DEFAULT_TILE_PIXELS if tile_pixels is None else tile_pixels,
-                            tile_overlap=DEFAULT_TILE_OVERLAP if tile_overlap is None else tile_overlap,
-                            backend=backend, onnx=onnx, compile=compile)
+        t = Translator.load(checkpoint, device=device, storage_options=storage_options, **load)
         if info.enabled:
-            if info.is_main and Path(output).is_dir():
-                remove_stale_temp_files(output)  # once, before any rank starts writing
+            out = Folder(output, storage_options)
+            if info.is_main and out.is_dir():
+                out.clean_temp()  # once, before any rank starts writing
             D.barrier(info)
-
-        def on_term(signum, _frame):
-            raise KeyboardInterrupt
-
-        old = signal.signal(signal.SIGTERM, on_term)
-        try:
-            summary = convert(t, input, output, progress=progress and info.is_main,
-                              shard=(info.rank, info.world_size), write_failures=not info.enabled,
-                              clean_temp=not info.enabled,
-                              after_plan=(lambda: D.barrier(info)) if info.enabled else None, **options)
-        finally:
-            signal.signal(signal.SIGTERM, old)
+        summary = _stoppable(lambda: convert(
+            t, input, output, progress=progress and info.is_main, shard=(info.rank, info.world_size),
+            write_failures=not info.enabled, clean_temp=not info.enabled, storage_options=storage_options,
+            after_plan=(lambda: D.barrier(info)) if info.enabled else None, **options))
         if info.enabled:
             summary = merge_summaries(D.gather_objects(summary, info))
             if info.is_main:
-                write_failures_file(Path(output), summary.failures)
+                write_failures_file(Folder(output, storage_options), summary.failures)
     finally:
         D.shutdown()
     return ConvertJob(summary, info.world_size if info.enabled else 1, info.is_main)
+
+
+def _stoppable(job):
+    """Run ``job()`` with SIGTERM raising KeyboardInterrupt (handled like Ctrl-C by the engine)."""
+    def on_term(signum, _frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        return job()
+    finally:
+        signal.signal(signal.SIGTERM, old)

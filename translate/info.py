@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict, Optional, Union
 
 from .checkpoint import read_translator_json
 from .training.diagnostics import LABELS, health_summary
 
 
-def describe(path: Union[str, Path]) -> Dict[str, Any]:
+def describe(path: Union[str, Path], storage_options: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Summarise a run folder or translator folder without loading any weights.
+
+    ``path`` may be a URL (``s3://...``, with ``storage_options``); only its translator is described.
 
     Returns:
         dict with the translator description, and for run folders the run's configuration,
         command line, last logged losses and resume state.
     """
-    doc = read_translator_json(path)
+    doc = read_translator_json(path, storage_options, weights=False)
     folder = Path(doc.pop("_folder"))
-    out: Dict[str, Any] = {"translator": str(folder), **doc}
-    run_dir = folder.parent if folder.name == "translator" else None
+    source = doc.pop("_source", None)  # a URL: described from its fetched copy, without the run folder
+    out: Dict[str, Any] = {"translator": source or str(folder), **doc}
+    run_dir = folder.parent if folder.name == "translator" and source is None else None
     if run_dir is not None and (run_dir / "run.json").is_file():
         run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
         out["run"] = {"folder": str(run_dir), "created": run.get("created"), "argv": run.get("argv"),

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import CheckpointError, label_encoding, load_generator, read_translator_json
+from .checkpoint import label_encoding, load_generator, read_translator_json
+from .conversion.local import convert
 from .data.io import DEFAULT_MAX_PIXELS, image_to_tensor, read_image, tensor_to_image, to_channels
 from .data.labels import check_ids, encode_labels, read_label_map, resize_nearest
 from .errors import ArgumentError, DirectionError
@@ -57,7 +58,8 @@ class Translator:
         self.size_multiple = int(pre.get("size_multiple", 1))
         self.method = doc["method"]
         self.preprocessing = pre
-        self.folder = Path(doc["_folder"])  # the translator folder it was loaded from
+        self.folder = Path(doc["_folder"])  # the translator folder it was loaded from (a local copy for URLs)
+        self.source = doc.get("_source", doc["_folder"])  # where it was loaded from (path or URL)
         # {"label_nc": N, "instance_channel": bool} when inputs are class-ID maps, else None
         self.labels = label_encoding(pre)
         self.backend = "torch"  # or another of translate.runtimes.list_backends() (use_backend)
@@ -69,11 +71,13 @@ class Translator:
              precision: Optional[str] = None, batchnorm: Optional[str] = None,
              tile_pixels: int = DEFAULT_TILE_PIXELS, tile_overlap: int = DEFAULT_TILE_OVERLAP,
              backend: str = "torch", onnx: Optional[Union[str, Path]] = None, compile: bool = False,
-             memory_format: Optional[str] = None) -> "Translator":
+             memory_format: Optional[str] = None,
+             storage_options: Optional[Dict[str, Any]] = None) -> "Translator":
         """Load a translator folder (or the run folder that holds one).
 
         Args:
-            checkpoint: local path to ``<run>/translator`` or ``<run>``.
+            checkpoint: ``<run>/translator`` or ``<run>``: a local path or a URL (``s3://...``,
+                ``gs://...``; fetched to a local temp folder first, see :mod:`translate.storage`).
             device: "cpu", "cuda", "cuda:N" or None (CUDA when available).
             precision: "fp32" (default), "bf16" or "fp16" (autocast; fp16 on CUDA only).
             batchnorm: override how batch-norm layers normalise at inference: "per_image"
@@ -89,14 +93,12 @@ class Translator:
             memory_format: "channels_last" or "contiguous" for the torch generators and their
                 inputs; None: channels_last on CUDA and in reduced precision, contiguous for fp32
                 on a CPU (docs/performance.md: not consistently faster there).
+            storage_options: fsspec options for a URL ``checkpoint`` (credentials, endpoint_url).
 
         Raises:
-            CheckpointError: the path is not a local translator folder, or its contents are invalid.
+            CheckpointError: the path is not a translator folder, or its contents are invalid.
             translate.runtimes.ExportError: the backend cannot run or does not match PyTorch.
         """
-        if isinstance(checkpoint, str) and "://" in checkpoint:
-            raise CheckpointError(f"{checkpoint!r}: only local translator folders can be loaded "
-                                  "(a run folder or its translator/ folder)")
         device = resolve_device(device)
         use_fast_kernels(device)  # conversion repeats the same shapes
         precision = check_precision(precision or "fp32", device)
@@ -105,7 +107,7 @@ class Translator:
             raise ArgumentError(f"memory_format must be channels_last, contiguous or None, got {memory_format!r}")
         channels_last = (default_channels_last(device, precision) if memory_format is None
                          else memory_format == "channels_last")
-        doc = read_translator_json(checkpoint)
+        doc = read_translator_json(checkpoint, storage_options)
         mode = batchnorm or doc["preprocessing"].get("batchnorm", "per_image")
         gens = {}
         for direction in doc["generators"]:
@@ -358,10 +360,9 @@ class Translator:
     def translate_folder(self, input, output, **options):
         """Translate every image under ``input`` into ``output`` (same relative paths).
 
-        See :func:`translate.convert.convert` for the options; returns its summary.
+        ``input`` and ``output`` may be URLs (``s3://...``; ``storage_options=`` for credentials).
+        See :func:`translate.conversion.local.convert` for the options; returns its summary.
         """
-        from .convert import convert
-
         return convert(self, input, output, **options)
 
     def __repr__(self) -> str:

@@ -21,18 +21,12 @@ import cv2
 import numpy as np
 import torch
 
+from ..formats import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from ..fsutil import atomic_write_bytes
 
 PathLike = Union[str, os.PathLike]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-"""File name endings treated as images (compared case-insensitively)."""
-
-DEFAULT_MAX_PIXELS = 2**28
-"""Largest image (width x height) :func:`read_image` decodes by default: 268 million pixels, e.g.
-16384 x 16384, which is ~800 MB as 8-bit RGB. Larger files are almost always a mistake or a
-"decompression bomb" (a tiny file that expands to gigabytes). OpenCV has its own limit of 2**30
-pixels (environment variable ``OPENCV_IO_MAX_IMAGE_PIXELS``) that applies on top of this one."""
+# IMAGE_EXTENSIONS and DEFAULT_MAX_PIXELS (the decode guard) are defined in translate.formats.
 
 # ITU-R BT.601 luma weights for R, G, B (what PIL's "L" mode and OpenCV's RGB2GRAY use).
 _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)

@@ -18,6 +18,7 @@ from typing import Optional
 from ..errors import UserError
 from ..runtime import PRECISIONS
 from ..runtimes import list_backends
+from ..storage import parse_storage_options
 from ..translator import Translator
 
 TOKEN_ENV = "TRANSLATE_SERVE_TOKEN"
@@ -58,9 +59,10 @@ def check_bind(host: str, token: Optional[str]) -> None:
             "or bind to 127.0.0.1")
 
 
-def build_app(checkpoint, device=None, precision: Optional[str] = None, backend: str = "torch", **options):
-    """Load ``checkpoint`` (its generators run with ``backend``, see :mod:`translate.runtimes`) and
-    return the app serving it (``options``: :class:`ServeOptions` fields)."""
+def build_app(checkpoint, device=None, precision: Optional[str] = None, backend: str = "torch", storage_options=None,
+              **options):
+    """Load ``checkpoint`` (a path or URL; its generators run with ``backend``, see
+    :mod:`translate.runtimes`) and return the app serving it (``options``: :class:`ServeOptions` fields)."""
     require_extra()
     from .app import ServeOptions, create_app  # the web packages: an optional extra
 
@@ -69,18 +71,21 @@ def build_app(checkpoint, device=None, precision: Optional[str] = None, backend:
             raise ServeSetupError(f"--{name.replace('_', '-')} must be at least 1, got {options[name]}")
     if options.get("max_wait_ms") is not None and options["max_wait_ms"] < 0:
         raise ServeSetupError(f"--max-wait-ms must be 0 or more, got {options['max_wait_ms']}")
-    translator = Translator.load(checkpoint, device=device, precision=precision, backend=backend)
+    translator = Translator.load(checkpoint, device=device, precision=precision, backend=backend,
+                                 storage_options=storage_options)
     opts = ServeOptions(**{k: v for k, v in options.items() if v is not None})
     return create_app(translator, opts)
 
 
 def serve(checkpoint, host: str = "127.0.0.1", port: int = 8000, device=None, precision: Optional[str] = None,
-          backend: str = "torch", token: Optional[str] = None, log_level: str = "info", graceful_timeout_s: int = 30, **options) -> None:
+          backend: str = "torch", token: Optional[str] = None, log_level: str = "info", graceful_timeout_s: int = 30,
+          storage_options=None, **options) -> None:
     """Run the server until SIGINT/SIGTERM; in-flight requests are answered before it exits."""
     require_extra()
     token = token or os.environ.get(TOKEN_ENV) or None
     check_bind(host, token)
-    app = build_app(checkpoint, device=device, precision=precision, backend=backend, token=token, **options)
+    app = build_app(checkpoint, device=device, precision=precision, backend=backend, token=token,
+                    storage_options=storage_options, **options)
     import uvicorn
 
     # uvicorn stops accepting on SIGTERM, waits for open requests (up to the timeout), then runs
@@ -96,7 +101,9 @@ def add_serve_parser(sub) -> None:
         "serve", help="serve a translator over HTTP (API + web page)",
         description="Serve a translator: POST /v1/translate, GET /v1/info, /healthz, /metrics, a web page "
                     "at / and the API schema at /docs. Needs the extra: pip install \"translate-images[serve]\".")
-    p.add_argument("checkpoint", help="a run folder or its translator/ folder")
+    p.add_argument("checkpoint", help="a run folder or its translator/ folder (a path or an s3:// gs:// az:// URL)")
+    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="fsspec option for a URL checkpoint (repeatable); credentials also come from the environment")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; others need a token)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
@@ -122,6 +129,7 @@ def add_serve_parser(sub) -> None:
 
 def _cmd_serve(args, argv) -> int:
     serve(args.checkpoint, host=args.host, port=args.port, device=args.device, precision=args.precision,
-          backend=args.backend, token=args.token, log_level=args.log_level, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-          max_queue=args.max_queue, max_pixels=args.max_pixels, max_bytes=args.max_bytes, workers=args.workers)
+          backend=args.backend, token=args.token, log_level=args.log_level, max_batch=args.max_batch,
+          max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_pixels=args.max_pixels, max_bytes=args.max_bytes,
+          workers=args.workers, storage_options=parse_storage_options(args.storage_option))
     return 0
