@@ -18,9 +18,6 @@ from translate.methods import get_method, list_methods
 from translate.models import list_generators
 
 MAX_FUNCTION_LINES = 80
-# translate/convert.py is being reworked (storage URLs, engines) and its long functions are split
-# in that rework; until it lands they are allowed here, by name, and nothing else is.
-PENDING_CONVERT_SPLIT = {"translate/convert.py::convert"}
 
 
 # ----------------------------------------------------------------------------- function length
@@ -61,12 +58,7 @@ def test_length_checker_finds_long_functions_and_methods(tmp_path):
 
 def test_no_function_is_longer_than_80_lines():
     found = long_functions(repo_root() / "translate")
-    pending = {k: v for k, v in found.items() if k in PENDING_CONVERT_SPLIT}
-    too_long = {k: v for k, v in found.items() if k not in PENDING_CONVERT_SPLIT}
-    assert not too_long, "functions over 80 lines: " + ", ".join(f"{k} ({v})" for k, v in sorted(too_long.items()))
-    # the pending set names only functions that are still too long (remove an entry once it is split)
-    assert set(pending) == PENDING_CONVERT_SPLIT, f"split already, remove from the pending set: " \
-        f"{', '.join(sorted(PENDING_CONVERT_SPLIT - set(pending)))}"
+    assert not found, "functions over 80 lines: " + ", ".join(f"{k} ({v})" for k, v in sorted(found.items()))
 
 
 # ----------------------------------------------------------------------------- method names

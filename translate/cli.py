@@ -143,6 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_storage_option(info)
     info.set_defaults(func=_cmd_info)
 
+    _add_convert_parser(sub)
+
+    add_export_parser(sub)
+    add_eval_parser(sub)
+    add_bench_parser(sub)
+    add_serve_parser(sub)
+
+    _add_check_data_parser(sub)
+    add_datasets_parser(sub)
+    _add_demo_parser(sub)
+    return parser
+
+
+def _add_convert_parser(sub) -> None:
+    """The ``convert`` subcommand: what to convert and how (here), the engine, the runtime."""
     conv = sub.add_parser(
         "convert", help="translate a folder of images with a trained checkpoint",
         description="Translate every image under INPUT into OUTPUT, mirroring relative paths. Existing outputs "
@@ -171,6 +186,17 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP, help="tile overlap in pixels (feathered)")
     conv.add_argument("--max-pixels", type=int, default=None,
                       help="refuse images with more pixels than this (decompression-bomb guard; default 2^28)")
+    conv.add_argument("--no-progress", action="store_true", help="no progress bar")
+    conv.add_argument("--instance-dir", default=None,
+                      help="instance-ID maps matched to the inputs by name (label translators trained with them)")
+    _add_convert_engine_options(conv)
+    _add_convert_runtime_options(conv)
+    conv.set_defaults(func=_cmd_convert)
+
+
+def _add_convert_engine_options(conv) -> None:
+    """Where the conversion runs (this process, torchrun's processes or a Ray actor pool) and the
+    storage options of URL locations."""
     conv.add_argument("--workers", type=int, default=None,
                       help="local engine: decode/encode threads (default: from CPU count); ray engine: actors in "
                            "the pool (default: cluster GPUs / --gpus-per-worker, else CPUs / --cpus-per-worker)")
@@ -182,9 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--cpus-per-worker", type=float, default=1.0, help="ray engine: CPUs per actor")
     conv.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray engine: GPUs per actor (0: CPU)")
     add_storage_option(conv)
-    conv.add_argument("--no-progress", action="store_true", help="no progress bar")
-    conv.add_argument("--instance-dir", default=None,
-                      help="instance-ID maps matched to the inputs by name (label translators trained with them)")
+
+
+def _add_convert_runtime_options(conv) -> None:
+    """What runs the generator."""
     conv.add_argument("--backend", default="torch", choices=list_backends(),
                       help="runtime for the generator: torch, or onnxruntime / openvino (exported to ONNX in "
                            "memory and checked against torch first; openvino needs the [openvino] extra)")
@@ -192,17 +219,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="with --backend onnxruntime/openvino: run this ONNX file (e.g. from translate export "
                            "--quantize int8) instead of exporting")
     conv.add_argument("--compile", action="store_true", help="run the torch generator through torch.compile")
-    conv.set_defaults(func=_cmd_convert)
-
-    add_export_parser(sub)
-    add_eval_parser(sub)
-    add_bench_parser(sub)
-    add_serve_parser(sub)
-
-    _add_check_data_parser(sub)
-    add_datasets_parser(sub)
-    _add_demo_parser(sub)
-    return parser
 
 
 def _add_check_data_parser(sub) -> None:
