@@ -91,8 +91,7 @@ def discriminator_loss(disc, disc_raw: nn.Module, real: torch.Tensor, fake: torc
     loss = 0.5 * (d_fake + d_real)
     losses = {"d_real": d_real, "d_fake": d_fake}
     if gan_mode == "wgan-gp":
-        with amp:
-            gp = gradient_penalty(disc_raw, real, fake.to(real.dtype))
+        gp = gradient_penalty(disc_raw, real, fake, amp)  # D's forward in the run's precision, the rest in fp32
         loss = loss + lambda_gp * gp
         losses["gp"] = gp
     return loss, losses, pred_real
