@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Union
 
 from .errors import UserError
+from .runtime import AUTO, PRECISION_CHOICES
 
 
 class ConfigError(UserError, ValueError):
@@ -304,8 +305,10 @@ class LoopConfig:
                                           "steps); 0: the weights of the last step")
     seed: int = option(0, help="random seed (data order, augmentation, init)")
     device: str = option("auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
-    precision: str = option("fp32", choices=("fp32", "bf16", "fp16"),
-                            help="fp32, bf16 or fp16 (autocast; fp16 with gradient scaling, CUDA only)")
+    precision: str = option(AUTO, choices=PRECISION_CHOICES,
+                            help="auto (bf16 where the device runs it natively: CUDA with bf16, CPUs with AMX or "
+                                 "AVX-512 BF16; fp32 elsewhere), fp32, bf16 or fp16 (autocast with fp32 weights; "
+                                 "fp16 with gradient scaling, CUDA only)")
     log_every: int = option(50, help="steps between log.jsonl lines and progress-bar loss updates")
     save_every: int = option(1000, help="steps between checkpoints (one is also saved every epoch)")
     sample_count: int = option(4, minimum=1, help="images in the fixed sample grid")

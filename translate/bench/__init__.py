@@ -40,7 +40,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 
-from ..runtime import DeviceError, check_precision, has_native_precision, native_precisions, resolve_device
+from ..runtime import AUTO, DeviceError, check_precision, has_native_precision, native_precisions, resolve_device
 from .machine import machine_facts
 from .measure import ALL_WHAT, CONVERT_WHAT, LABEL_WHAT, PRECISIONS, TRAIN_WHAT, Bench, BenchError, Settings
 from .report import fmt_with_unit, format_table, write_json
@@ -170,7 +170,7 @@ def run_bench(
     bench = Bench(settings, tmp, log)
     try:
         for w in settings.what:
-            for prec in precs:
+            for prec in (peak_precisions(dev, precs) if w == "peak" else precs):
                 if w in FP32_ONLY and prec != "fp32":
                     result.setdefault("notes", []).append(f"{w}: fp32 only (the runtimes run the fp32 graph); "
                                                           f"{prec} skipped")
@@ -190,14 +190,21 @@ def run_bench(
     return result
 
 
+def peak_precisions(device: torch.device, precs: List[str]) -> List[str]:
+    """The matmul peaks to probe: fp32 and bf16 always (every row is shown as a share of both),
+    plus fp16 when asked for; "auto" has no peak of its own (its rows use the one it picked)."""
+    return ["fp32", "bf16"] + [p for p in precs if p not in ("fp32", "bf16", AUTO)]
+
+
 def _settings(*, device, precisions, size, batch_size, netG_pix2pix, netG_cyclegan, what, data, images,
               warmup, windows, window_seconds, checkpoint, quick, num_workers, seed, compile=False) -> Settings:
     """Validate :func:`run_bench`'s options and fill in the defaults."""
     dev = _resolve_device(device)
-    precs = _as_list(precisions, PRECISIONS, "precision") or native_precisions(dev)
+    precs = _as_list(precisions, PRECISIONS, "precision") or native_precisions(dev) + [AUTO]
     try:
         for prec in precs:
-            check_precision(prec, dev)
+            if prec != AUTO:
+                check_precision(prec, dev)
     except DeviceError as e:
         raise BenchError(str(e)) from None
     doc = None
@@ -282,12 +289,16 @@ def _finish_row(w: str, prec: str, row: Dict[str, Any], t0: float, result: Dict[
                 log: Callable[[str], None]) -> Dict[str, Any]:
     """Name a measured row, add its achieved FLOP/s and % of the peak, and log it."""
     row = {"measurement": w, "precision": prec, "statistic": "median", "seconds": time.perf_counter() - t0, **row}
-    prec = row["precision"]  # an int8 row keeps its own
+    prec = row.get("computed_in") or row["precision"]  # an int8 row keeps its own; auto: what it picked
     if w != "peak" and row.get("flops_per_item") is not None:
         row["achieved_flops_per_s"] = row["flops_per_item"] * row["value"]
     peak = result["peak"].get(prec, {}).get("flops_per_s")
     row["pct_of_peak"] = (100.0 * row["achieved_flops_per_s"] / peak
                           if peak and row.get("achieved_flops_per_s") else None)
+    for ref in ("fp32", "bf16"):  # the share of both measured peaks, whatever the row computes in
+        ref_peak = result["peak"].get(ref, {}).get("flops_per_s")
+        row[f"pct_of_{ref}_peak"] = (100.0 * row["achieved_flops_per_s"] / ref_peak
+                                     if ref_peak and row.get("achieved_flops_per_s") and w != "peak" else None)
     log(f"{w} {prec}: {fmt_with_unit(row['value'], row['unit'])} ({row['seconds']:.1f}s)")
     return row
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import ArgumentError
+from ..runtime import PRECISION_CHOICES
 from .machine import PeakMemory, matmul_peak, sync
 from .synthetic import make_synthetic_datasets
 
@@ -30,7 +31,7 @@ ALL_WHAT = TRAIN_WHAT + CONVERT_WHAT + ("peak",)
 # Opt-in measurements (not part of the default run): pix2pixHD training on synthetic class-ID
 # label maps of --label-size (W x H, default --size square) with --label-nc classes.
 LABEL_WHAT = ("train-pix2pixhd",)
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = PRECISION_CHOICES  # "auto" rows: what the default picks for each net, measured like the others
 
 
 class BenchError(ArgumentError):
@@ -284,6 +285,7 @@ class Bench:
         mem = PeakMemory(device)
         with fork_rng(device), mem:
             parts = build_trainables(cfg, device)
+            choice = parts.precision
             m = parts.method
             dataset = build_training_dataset(cfg, m.size_multiple)
             num_workers = resolve_num_workers(d.num_workers)
@@ -334,7 +336,8 @@ class Bench:
             res.update(metric="training iterations/s", unit="it/s", flops_per_item=step_flops,
                        images_per_iteration=s.batch_size)
         res.update(peak_memory_bytes=mem.peak, peak_memory_kind=mem.kind, num_workers=num_workers,
-                   netG=net_g, generator=gen.arch, compile=compile)
+                   netG=net_g, generator=gen.arch, compile=compile, computed_in=choice.precision,
+                   precision_reason=choice.reason)
         if method == "pix2pixhd":
             res.update(label_size=list(label_size(s)), label_nc=s.label_nc)
         return res
@@ -430,6 +433,7 @@ class Bench:
             t_load = time.perf_counter()
             translator = Translator.load(folder, device=device, precision=precision, **load_kw)
             load_seconds = time.perf_counter() - t_load
+            choice = translator.precision_choice
             direction = direction or first_direction(translator)
 
             def run(paths: List[Path], out: Path) -> Tuple[int, float]:
@@ -474,6 +478,7 @@ class Bench:
                "peak_memory_bytes": mem.peak, "peak_memory_kind": mem.kind, "weights": weights,
                "direction": direction, "generator": entry["arch"], "guard_images": len(guard),
                "load_seconds": load_seconds, "params": entry.get("params"),
+               "computed_in": choice.precision, "precision_reason": choice.reason,
                "input": (f"{len(files)} images from {s.data}" if s.data is not None
                          else f"{len(files)} synthetic {s.size}x{s.size} JPEG")}
         if n_windows < s.windows:

@@ -9,6 +9,10 @@ from typing import Any, Dict, Optional
 
 from .measure import CONVERT_WHAT
 
+ISA_NAMES = {"amx": "AMX (bf16 tiles) + AVX-512 BF16", "avx512_bf16": "AVX-512 BF16 (no AMX)",
+             "avx512": "AVX-512 without BF16", "avx2": "AVX2", "default": "baseline (no AVX2)"}
+
+
 def fmt_value(v: Optional[float], unit: str = "") -> str:
     if v is None:
         return "-"
@@ -48,11 +52,14 @@ def format_table(result: Dict[str, Any]) -> str:
     lines = [
         f"translate bench on {m['device_name']} [{m['device']}], torch {m['torch']}, "
         f"{m['torch_threads']} threads, cpu capability {m['cpu_capability']}",
+        f"instruction set: {ISA_NAMES.get(m.get('cpu_isa'), m.get('cpu_isa'))} "
+        f"(flags: {' '.join(m.get('cpu_isa_flags') or []) or '-'})",
         f"command: {result['command']}",
     ]
     if result.get("warning"):
         lines.append(f"warning: {result['warning']}")
-    header = ("measurement", "prec", "metric", "value", "unit", "FLOP/s", "% peak", "peak mem", "PSNR/ref")
+    header = ("measurement", "prec", "metric", "value", "unit", "FLOP/s", "% fp32 pk", "% bf16 pk", "peak mem",
+              "PSNR/ref")
     table = [header]
     for r in result["rows"]:
         unit = r["unit"]
@@ -75,19 +82,28 @@ def format_table(result: Dict[str, Any]) -> str:
             elif "psnr_vs_fp32_db" in r:
                 psnr = r["psnr_vs_fp32_db"]
                 psnr_text = "identical" if psnr is None else f"{psnr:.1f} dB"
-        pct = r.get("pct_of_peak")
-        table.append((r["measurement"], r["precision"], metric, value, unit,
+        if r["measurement"] == "peak":
+            pcts = [100.0 if r["precision"] == ref else None for ref in ("fp32", "bf16")]
+        else:
+            pcts = [r.get(f"pct_of_{ref}_peak") for ref in ("fp32", "bf16")]
+        prec = r["precision"]
+        if prec == "auto" and r.get("computed_in"):
+            prec = f"auto:{r['computed_in']}"
+        table.append((r["measurement"], prec, metric, value, unit,
                       fmt_flops(r.get("achieved_flops_per_s")) + "FLOP/s" if r.get("achieved_flops_per_s") else "-",
-                      "-" if pct is None else f"{pct:.1f}", fmt_bytes(r.get("peak_memory_bytes")), psnr_text))
+                      *("-" if p is None else f"{p:.1f}" for p in pcts), fmt_bytes(r.get("peak_memory_bytes")),
+                      psnr_text))
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
-    right = {3, 5, 6, 7, 8}
+    right = {3, 5, 6, 7, 8, 9}
     for k, row in enumerate(table):
         cells = [str(c).rjust(widths[i]) if i in right else str(c).ljust(widths[i]) for i, c in enumerate(row)]
         lines.append("  ".join(cells).rstrip())
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     notes = ["value: median of the timed windows (matmul peak: best of the repeats); FLOP/s = counted FLOPs "
-             "per item x value; % peak: of the matmul peak in the same precision"]
+             "per item x value; % fp32 pk / % bf16 pk: of the fp32 and of the bf16 matmul peak measured in this run; "
+             "auto:P: the default --precision auto, which computed in P here"]
+    notes.extend(auto_notes(result["rows"]))
     if any(r.get("psnr_reference") or r.get("role") for r in result["rows"]):
         notes.append("PSNR/ref: dB of the outputs against the fp32 eager torch outputs of the same translator on "
                      "the same images (student rows: against the teacher's outputs)")
@@ -117,6 +133,21 @@ def format_table(result: Dict[str, Any]) -> str:
                      "(data loader worker processes not included)")
     lines.append(f"total {result['seconds']:.0f}s")
     return "\n".join(lines + [f"note: {n}" for n in notes])
+
+
+def auto_notes(rows) -> list:
+    """Per measurement: why auto picked what it did, and its speed against the fp32 and bf16 rows."""
+    notes = []
+    by = {(r["measurement"], r["precision"]): r for r in rows if r.get("value")}
+    for (w, prec), r in by.items():
+        if prec != "auto":
+            continue
+        parts = [f"{w} auto -> {r.get('computed_in')} ({r.get('precision_reason')})"]
+        for ref in ("fp32", "bf16"):
+            if (w, ref) in by:
+                parts.append(f"{r['value'] / by[(w, ref)]['value']:.2f}x {ref}")
+        notes.append("; ".join(parts))
+    return notes
 
 
 def json_safe(obj):

@@ -98,8 +98,10 @@ def discriminator_loss(disc, disc_raw: nn.Module, real: torch.Tensor, fake: torc
 
 
 def adam(params, lr: float, betas, device: torch.device) -> torch.optim.Optimizer:
-    """Adam with the fastest available implementation for ``device`` (fused on CUDA)."""
-    kwargs = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    """Adam with the fastest available implementation for ``device``: the fused kernel on CUDA and
+    on CPUs (3.6x faster than ``foreach`` for 67 M fp32 parameters on one core of a Xeon with AMX,
+    where ``foreach`` took 30 % of a bf16 pix2pix step); ``foreach`` elsewhere."""
+    kwargs = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
     return torch.optim.Adam(params, lr=lr, betas=betas, **kwargs)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -60,3 +61,14 @@ def _swap_batchnorm(module: nn.Module) -> None:
             setattr(module, name, new)
         else:
             _swap_batchnorm(child)
+
+
+def cast_for_inference(net: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Cast an inference network's weights to ``dtype`` once (in place), instead of autocast casting
+    them again at every call; normalisation layers keep fp32 parameters and statistics (they take
+    ``dtype`` inputs and compute their statistics in fp32). Feed it ``dtype`` inputs."""
+    net.to(dtype)
+    for module in net.modules():
+        if isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
+            module.float()
+    return net

@@ -15,6 +15,7 @@ import os
 from typing import Optional
 
 from ..errors import UserError
+from ..runtime import AUTO, PRECISION_CHOICES
 
 TOKEN_ENV = "TRANSLATE_SERVE_TOKEN"
 _EXTRA = ("fastapi", "uvicorn", "multipart", "prometheus_client")
@@ -98,7 +99,8 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; others need a token)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="inference precision")
+    p.add_argument("--precision", default=AUTO, choices=PRECISION_CHOICES,
+                   help="inference precision (default auto: bf16 where the device runs it natively, else fp32)")
     p.add_argument("--max-batch", type=int, default=8, help="most same-size images per network call (default 8)")
     p.add_argument("--max-wait-ms", type=float, default=10.0,
                    help="how long a request waits for others of its size (default 10)")
