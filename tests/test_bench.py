@@ -82,15 +82,23 @@ def test_checkpoint_and_real_folder(tmp_path):
     rng = np.random.default_rng(0)
     for k in range(3):
         write_image_file(tmp_path / "imgs" / f"{k}.jpg", rng.integers(0, 256, (40, 72, 3), dtype=np.uint8))
-    r = run_bench(device="cpu", precisions=["fp32", "bf16"], what="convert-pix2pix", quick=True, windows=1,
+    r = run_bench(device="cpu", precisions=["fp32", "bf16", "auto"], what="convert", quick=True, windows=1,
                   window_seconds=0.2, warmup=0, checkpoint=ckpt, data=tmp_path / "imgs", log=lambda msg: None)
+    # "convert" names every conversion row; the peaks of fp32 and bf16 are always probed
     assert [(row["measurement"], row["precision"]) for row in r["rows"]] == [
-        ("convert-pix2pix", "fp32"), ("convert-pix2pix", "bf16")]
-    row = r["rows"][0]
+        ("peak", "fp32"), ("peak", "bf16"), *((w, p) for w in ("convert-pix2pix", "convert-cyclegan")
+                                              for p in ("fp32", "bf16", "auto"))]
+    row = r["rows"][2]
     assert row["weights"].startswith("checkpoint") and _positive(row["value"])
-    assert row["pct_of_peak"] is None  # no peak measured
+    assert _positive(row["pct_of_fp32_peak"]) and _positive(row["pct_of_bf16_peak"])
     assert _positive(row["flops_per_item"])
-    assert r["quality"][0]["images"] == 3 and r["quality"][0]["psnr_db"] > 20
+    auto = r["rows"][4]
+    assert auto["computed_in"] in ("fp32", "bf16") and auto["precision_reason"]
+    assert _positive(auto["pct_of_peak"]) and _positive(auto["pct_of_bf16_peak"])
+    quality = {q["precision"]: q for q in r["quality"] if q["measurement"] == "convert-pix2pix"}
+    assert quality["bf16"]["images"] == 3 and quality["bf16"]["psnr_db"] > 20
+    table = format_table(r)
+    assert f"auto:{auto['computed_in']}" in table and "% bf16 pk" in table and "instruction set:" in table
 
 
 def test_cli_options_json_and_errors(tmp_path, capsys):

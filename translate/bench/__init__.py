@@ -49,6 +49,7 @@ from .variants import (COMPILE_WHAT, FP32_ONLY, RUNTIME_WHAT, STUDENT_WHAT, VARI
                        student_and_teacher)
 
 OPT_IN_WHAT = LABEL_WHAT + VARIANT_WHAT  # measured only when --what names them
+WHAT_GROUPS = {"train": TRAIN_WHAT, "convert": CONVERT_WHAT}  # --what train / convert: every such row
 
 __all__ = ["ALL_WHAT", "BenchError", "add_bench_parser", "format_table", "make_synthetic_datasets", "run_bench"]
 
@@ -212,7 +213,10 @@ def _settings(*, device, precisions, size, batch_size, netG_pix2pix, netG_cycleg
         from ..checkpoint import read_translator_json
 
         doc = read_translator_json(checkpoint)  # fail early with the checkpoint's own message
-    whats = _as_list(what, ALL_WHAT + OPT_IN_WHAT, "measurement") or list(ALL_WHAT)
+    whats = _as_list(what, ALL_WHAT + OPT_IN_WHAT + tuple(WHAT_GROUPS), "measurement") or list(ALL_WHAT)
+    whats = [m for w in whats for m in WHAT_GROUPS.get(w, (w,))]
+    if whats and "peak" not in whats:
+        whats.append("peak")  # every row is shown as a share of the measured fp32 and bf16 peaks
     if not what and doc is not None and doc["provenance"].get("teacher"):
         whats += list(STUDENT_WHAT + RUNTIME_WHAT)  # a student: next to its teacher, and through each runtime
     if compile:
@@ -329,8 +333,9 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None,
                    help="cpu, cuda, cuda:N or auto (default: cuda when available, else cpu)")
     p.add_argument("--precision", action="append", default=None, metavar="P[,P...]",
-                   help="fp32, bf16, fp16; repeatable or a comma list (default: fp32 plus the device's "
-                        "native reduced precision; fp32 only on CPUs without AVX512-BF16/AMX)")
+                   help="auto, fp32, bf16, fp16; repeatable or a comma list (default: fp32, the device's native "
+                        "reduced precision and auto; fp32 and auto only on CPUs without AVX512-BF16/AMX); the "
+                        "matmul peak is probed in fp32 and bf16 either way")
     p.add_argument("--size", type=int, default=None, help="image side for training and synthetic inputs "
                                                           "(default 256; 64 with --quick)")
     p.add_argument("--batch-size", type=int, default=1, help="training batch size and conversion batch size (default 1)")
@@ -340,7 +345,8 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--netG-cyclegan", default=None,
                    help="CycleGAN generator (default resnet_9blocks; a tiny 2-block resnet with --quick)")
     p.add_argument("--what", action="append", default=None, metavar="M[,M...]",
-                   help=f"measurements, repeatable or a comma list: {', '.join(ALL_WHAT)} (default all); opt-in: "
+                   help=f"measurements, repeatable or a comma list: {', '.join(ALL_WHAT)} (default all; train and "
+                        f"convert name every train-/convert- row; peak is always added); opt-in: "
                         f"{', '.join(OPT_IN_WHAT)}")
     p.add_argument("--data", default=None,
                    help="folder of real images to convert and to check quality on (recursive, the first "
