@@ -29,8 +29,9 @@ class PerImageBatchNorm2d(nn.BatchNorm2d):
         # Batch statistics of one image are its own statistics: batch_norm on each image keeps
         # the input's memory layout, where instance_norm would copy a channels_last input to
         # contiguous and back (a third of a bf16 U-Net conversion on a CPU went into such copies).
-        # For one contiguous image this is the very computation instance_norm does.
-        if x.dim() != 4:
+        # For one contiguous image this is the very computation instance_norm does. Exports and
+        # compilation keep instance_norm: a loop over the batch would fix the batch size in a graph.
+        if x.dim() != 4 or torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
             return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
         images = [F.batch_norm(xi, None, None, self.weight, self.bias, True, 0.0, self.eps) for xi in x.split(1)]
         return images[0] if len(images) == 1 else torch.cat(images)
