@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from translate.bench import ALL_WHAT, BenchError, add_bench_parser, format_table, run_bench
 
@@ -138,9 +139,14 @@ def _student(tmp_path):
 
 
 def _fast(**kw):
+    """A quick run; its ``rows`` without the matmul peaks (always probed, in fp32 and bf16), which
+    stay in ``peak``."""
     kw = {"precisions": "fp32", **kw}
-    return run_bench(device="cpu", quick=True, windows=1, window_seconds=0.1, warmup=0, images=2,
-                     log=lambda msg: None, **kw)
+    r = run_bench(device="cpu", quick=True, windows=1, window_seconds=0.1, warmup=0, images=2,
+                  log=lambda msg: None, **kw)
+    assert set(r["peak"]) >= {"fp32", "bf16"}
+    r["rows"] = [row for row in r["rows"] if row["measurement"] != "peak"]
+    return r
 
 
 def test_opt_in_rows_are_not_in_the_default_run(quick_result):
@@ -150,7 +156,7 @@ def test_opt_in_rows_are_not_in_the_default_run(quick_result):
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs onnxruntime")
 def test_convert_backends_rows_have_speed_and_psnr_against_torch(tmp_path):
     r = _fast(what="convert-backends", precisions="fp32,bf16")
-    rows = {row["backend"]: row for row in r["rows"]}
+    rows = {row["backend"]: row for row in r["rows"] if row["precision"] != "bf16"}
     expected = {"torch", "onnxruntime", "onnxruntime int8"}
     if importlib.util.find_spec("openvino") is not None:
         expected.add("openvino")
@@ -164,6 +170,13 @@ def test_convert_backends_rows_have_speed_and_psnr_against_torch(tmp_path):
             assert row["psnr_identical"] or row["psnr_vs_ref_db"] > 20, name
     assert rows["onnxruntime int8"]["precision"] == "int8" and rows["onnxruntime int8"]["quantize"]["images"] == 2
     assert rows["torch"]["psnr_reference"] == "fp32 torch"
+    from translate.runtime import has_native_precision
+
+    hinted = [row for row in r["rows"] if row["precision"] == "bf16"]  # OpenVINO's bf16 inference hint
+    if importlib.util.find_spec("openvino") is not None and has_native_precision(torch.device("cpu"), "bf16"):
+        assert [row["backend"] for row in hinted] == ["openvino"] and hinted[0]["psnr_vs_ref_db"] > 20
+    else:
+        assert not hinted
     table = format_table(r)
     assert "[onnxruntime int8]" in table and "PSNR/ref" in table
 
@@ -196,7 +209,7 @@ def test_a_student_checkpoint_gets_its_teacher_and_runtime_rows_by_default(tmp_p
     plain = bench._settings(what=None, checkpoint=make_translator(tmp_path / "plain"), **kw)
     assert set(plain.what) == set(ALL_WHAT)
     chosen = bench._settings(what="convert-pix2pix", checkpoint=_student(tmp_path / "again"), **kw)
-    assert chosen.what == ["convert-pix2pix"]  # --what given: exactly what was asked
+    assert chosen.what == ["peak", "convert-pix2pix"]  # --what given: what was asked, and the peaks
 
 
 def test_channels_last_row_matches_contiguous_outputs():

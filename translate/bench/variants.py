@@ -154,7 +154,7 @@ def _openvino_bf16(bench: Bench, method: str, onnx_file: Path, ref: Path,
     log("convert-backends openvino bf16 ...")
     key = f"{method}_openvino_bf16"
     row = _timed(bench.convert, method, "bf16", key=key, backend="openvino", onnx=onnx_file)
-    return {**row, "backend": "openvino", **_quality(ref, bench.guard_outputs[key], "fp32 torch")}
+    return {**row, "precision": "bf16", "backend": "openvino", **_quality(ref, bench.guard_outputs[key], "fp32 torch")}
 
 
 def _export_once(bench: Bench, folder: Path, log: Callable[[str], None]) -> Path:
