@@ -156,7 +156,8 @@ def warn_if_slow_precision(device: torch.device, precision: str) -> None:
 # (machine_kind()): the (work, generator architecture) pairs for which ``--precision auto`` keeps
 # fp32. Work is "train" or "convert". docs/performance.md has the measurements behind each entry.
 BF16_SLOWER: Dict[str, FrozenSet[Tuple[str, str]]] = {
-    "amx": frozenset(),
+    # slim_unet (ngf 16) conversion: bf16 0.91x fp32 on the 2-core AMX Xeon (shared, load ~13)
+    "amx": frozenset({("convert", "slim_unet")}),
     "avx512_bf16": frozenset(),
     "cuda_bf16": frozenset(),
 }
