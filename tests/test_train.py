@@ -256,7 +256,8 @@ def test_precision_is_recorded_and_resuming_in_another_one_says_so(ab_data, tmp_
     assert (doc["precision"]["precision"], doc["precision"]["reason"]) == ("bf16", "asked for")
     state = load_state(run)
     assert state["precision"] == "bf16"
-    assert all(v.dtype == torch.float32 for net in state["nets"].values() for v in net.values() if v.is_floating_point())
+    weights = [v for net in state["nets"].values() for v in net.values() if v.is_floating_point()]
+    assert all(v.dtype == torch.float32 for v in weights)
     adam = state["optimizers"]["gen"]["state"]
     assert adam and all(s["exp_avg"].dtype == torch.float32 for s in adam.values())
     assert "in bf16 (asked for)" in capsys.readouterr().err

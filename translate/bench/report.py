@@ -46,6 +46,40 @@ def fmt_bytes(v: Optional[int]) -> str:
     return f"{v / 2 ** 20:.0f} MiB"
 
 
+def _row_cells(r: Dict[str, Any], result: Dict[str, Any]) -> tuple:
+    """The cells of one row of the table (``auto`` rows show what they computed in)."""
+    unit = r["unit"]
+    value = fmt_value(r["value"], unit)
+    if unit == "FLOP/s":
+        value, unit = value.split(" ")[0], value.split(" ")[1] + "FLOP/s"
+    psnr_text = "-"
+    metric = r["metric"]
+    tag = r.get("role") or r.get("backend") or r.get("variant")
+    if tag:
+        metric += f" [{tag}]"
+    if "psnr_vs_ref_db" in r:
+        psnr = r["psnr_vs_ref_db"]
+        psnr_text = "identical" if r.get("psnr_identical") else "-" if psnr is None else f"{psnr:.1f} dB"
+    elif r.get("psnr_reference") or r.get("role") == "teacher":
+        psnr_text = "ref"  # the outputs the other rows are compared with
+    elif r["measurement"] in CONVERT_WHAT:
+        if r["precision"] == "fp32":
+            psnr_text = "ref" if len(result["settings"]["precisions"]) > 1 else "-"
+        elif "psnr_vs_fp32_db" in r:
+            psnr = r["psnr_vs_fp32_db"]
+            psnr_text = "identical" if psnr is None else f"{psnr:.1f} dB"
+    if r["measurement"] == "peak":
+        pcts = [100.0 if r["precision"] == ref else None for ref in ("fp32", "bf16")]
+    else:
+        pcts = [r.get(f"pct_of_{ref}_peak") for ref in ("fp32", "bf16")]
+    prec = r["precision"]
+    if prec == "auto" and r.get("computed_in"):
+        prec = f"auto:{r['computed_in']}"
+    return (r["measurement"], prec, metric, value, unit,
+            fmt_flops(r.get("achieved_flops_per_s")) + "FLOP/s" if r.get("achieved_flops_per_s") else "-",
+            *("-" if p is None else f"{p:.1f}" for p in pcts), fmt_bytes(r.get("peak_memory_bytes")), psnr_text)
+
+
 def format_table(result: Dict[str, Any]) -> str:
     """The human-readable report of :func:`run_bench`'s result."""
     m = result["machine"]
@@ -61,38 +95,7 @@ def format_table(result: Dict[str, Any]) -> str:
     header = ("measurement", "prec", "metric", "value", "unit", "FLOP/s", "% fp32 pk", "% bf16 pk", "peak mem",
               "PSNR/ref")
     table = [header]
-    for r in result["rows"]:
-        unit = r["unit"]
-        value = fmt_value(r["value"], unit)
-        if unit == "FLOP/s":
-            value, unit = value.split(" ")[0], value.split(" ")[1] + "FLOP/s"
-        psnr_text = "-"
-        metric = r["metric"]
-        tag = r.get("role") or r.get("backend") or r.get("variant")
-        if tag:
-            metric += f" [{tag}]"
-        if "psnr_vs_ref_db" in r:
-            psnr = r["psnr_vs_ref_db"]
-            psnr_text = "identical" if r.get("psnr_identical") else "-" if psnr is None else f"{psnr:.1f} dB"
-        elif r.get("psnr_reference") or r.get("role") == "teacher":
-            psnr_text = "ref"  # the outputs the other rows are compared with
-        elif r["measurement"] in CONVERT_WHAT:
-            if r["precision"] == "fp32":
-                psnr_text = "ref" if len(result["settings"]["precisions"]) > 1 else "-"
-            elif "psnr_vs_fp32_db" in r:
-                psnr = r["psnr_vs_fp32_db"]
-                psnr_text = "identical" if psnr is None else f"{psnr:.1f} dB"
-        if r["measurement"] == "peak":
-            pcts = [100.0 if r["precision"] == ref else None for ref in ("fp32", "bf16")]
-        else:
-            pcts = [r.get(f"pct_of_{ref}_peak") for ref in ("fp32", "bf16")]
-        prec = r["precision"]
-        if prec == "auto" and r.get("computed_in"):
-            prec = f"auto:{r['computed_in']}"
-        table.append((r["measurement"], prec, metric, value, unit,
-                      fmt_flops(r.get("achieved_flops_per_s")) + "FLOP/s" if r.get("achieved_flops_per_s") else "-",
-                      *("-" if p is None else f"{p:.1f}" for p in pcts), fmt_bytes(r.get("peak_memory_bytes")),
-                      psnr_text))
+    table.extend(_row_cells(r, result) for r in result["rows"])
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     right = {3, 5, 6, 7, 8, 9}
     for k, row in enumerate(table):
