@@ -22,8 +22,10 @@ def teacher(tmp_path_factory):
 
 @pytest.mark.parametrize("backend", RUNTIMES)
 def test_backend_matches_torch_at_any_size_and_in_tiles(teacher, backend):
-    ref = Translator.load(teacher, device="cpu", tile_pixels=48 * 48, tile_overlap=8)
-    t = Translator.load(teacher, device="cpu", tile_pixels=48 * 48, tile_overlap=8, backend=backend)
+    # fp32 is the parity reference (the default, auto, may pick bf16 on CPUs with AMX / AVX-512 BF16)
+    ref = Translator.load(teacher, device="cpu", tile_pixels=48 * 48, tile_overlap=8, precision="fp32")
+    t = Translator.load(teacher, device="cpu", tile_pixels=48 * 48, tile_overlap=8, backend=backend,
+                        precision="fp32")
     assert t.backend == backend and all(p["max_abs_diff"] <= TOLERANCE for p in t.backend_parity["a2b"])
     g = torch.Generator().manual_seed(0)
     for shape in [(1, 3, 37, 45), (2, 3, 90, 70)]:  # padded to the multiple; the second goes through tiles
@@ -37,13 +39,31 @@ def test_convert_with_onnxruntime_matches_torch(teacher, tmp_path):
         write_image_file(tmp_path / "in" / f"{k}.png", rng.integers(0, 256, (40, 52, 3), dtype=np.uint8))
     for backend in ("torch", "onnxruntime"):
         assert main(["convert", str(teacher), str(tmp_path / "in"), str(tmp_path / backend), "--backend", backend,
-                     "--device", "cpu", "--no-progress"]) == 0
+                     "--device", "cpu", "--no-progress", "--precision", "fp32"]) == 0
     from translate.data.io import read_image
 
     for k in range(3):
         a = read_image(tmp_path / "torch" / f"{k}.png").astype(int)
         b = read_image(tmp_path / "onnxruntime" / f"{k}.png").astype(int)
         assert np.abs(a - b).max() <= 1  # within one 8-bit level (rounding of 1e-6 differences)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="needs openvino")
+def test_openvino_bf16_hint_is_a_choice(teacher):
+    """OpenVINO runs f32 when asked (the parity reference) and its bf16 inference hint on request;
+    onnxruntime runs only its fp32 graph, which auto picks for it."""
+    from translate.runtime import has_native_precision
+
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    ref = Translator.load(teacher, device="cpu", precision="fp32").translate_tensor(x)
+    if has_native_precision(torch.device("cpu"), "bf16"):
+        t = Translator.load(teacher, device="cpu", backend="openvino", precision="bf16")
+        assert t.precision == "bf16" and t.backend_parity["a2b"]  # recorded, not held to the fp32 tolerance
+        mse = float(((t.translate_tensor(x) - ref) ** 2).mean())
+        assert 10 * np.log10(4.0 / max(mse, 1e-12)) > 30  # PSNR on [-1, 1]
+    with pytest.raises(ExportError, match="fp32 graph"):
+        Translator.load(teacher, device="cpu", backend="onnxruntime", precision="bf16")
+    assert Translator.load(teacher, device="cpu", backend="onnxruntime").precision == "fp32"  # auto
 
 
 def test_bad_backend_arguments_are_clear_errors(teacher, tmp_path):

@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from translate.bench import BenchError, add_bench_parser, all_what, format_table, run_bench
 
@@ -82,15 +83,23 @@ def test_checkpoint_and_real_folder(tmp_path):
     rng = np.random.default_rng(0)
     for k in range(3):
         write_image_file(tmp_path / "imgs" / f"{k}.jpg", rng.integers(0, 256, (40, 72, 3), dtype=np.uint8))
-    r = run_bench(device="cpu", precisions=["fp32", "bf16"], what="convert-pix2pix", quick=True, windows=1,
+    r = run_bench(device="cpu", precisions=["fp32", "bf16", "auto"], what="convert", quick=True, windows=1,
                   window_seconds=0.2, warmup=0, checkpoint=ckpt, data=tmp_path / "imgs", log=lambda msg: None)
+    # "convert" names every conversion row; the peaks of fp32 and bf16 are always probed
     assert [(row["measurement"], row["precision"]) for row in r["rows"]] == [
-        ("convert-pix2pix", "fp32"), ("convert-pix2pix", "bf16")]
-    row = r["rows"][0]
+        ("peak", "fp32"), ("peak", "bf16"), *((w, p) for w in ("convert-pix2pix", "convert-cyclegan")
+                                              for p in ("fp32", "bf16", "auto"))]
+    row = r["rows"][2]
     assert row["weights"].startswith("checkpoint") and _positive(row["value"])
-    assert row["pct_of_peak"] is None  # no peak measured
+    assert _positive(row["pct_of_fp32_peak"]) and _positive(row["pct_of_bf16_peak"])
     assert _positive(row["flops_per_item"])
-    assert r["quality"][0]["images"] == 3 and r["quality"][0]["psnr_db"] > 20
+    auto = r["rows"][4]
+    assert auto["computed_in"] in ("fp32", "bf16") and auto["precision_reason"]
+    assert _positive(auto["pct_of_peak"]) and _positive(auto["pct_of_bf16_peak"])
+    quality = {q["precision"]: q for q in r["quality"] if q["measurement"] == "convert-pix2pix"}
+    assert quality["bf16"]["images"] == 3 and quality["bf16"]["psnr_db"] > 20
+    table = format_table(r)
+    assert f"auto:{auto['computed_in']}" in table and "% bf16 pk" in table and "instruction set:" in table
 
 
 def test_cli_options_json_and_errors(tmp_path, capsys):
@@ -130,9 +139,14 @@ def _student(tmp_path):
 
 
 def _fast(**kw):
+    """A quick run; its ``rows`` without the matmul peaks (always probed, in fp32 and bf16), which
+    stay in ``peak``."""
     kw = {"precisions": "fp32", **kw}
-    return run_bench(device="cpu", quick=True, windows=1, window_seconds=0.1, warmup=0, images=2,
-                     log=lambda msg: None, **kw)
+    r = run_bench(device="cpu", quick=True, windows=1, window_seconds=0.1, warmup=0, images=2,
+                  log=lambda msg: None, **kw)
+    assert set(r["peak"]) >= {"fp32", "bf16"}
+    r["rows"] = [row for row in r["rows"] if row["measurement"] != "peak"]
+    return r
 
 
 def test_opt_in_rows_are_not_in_the_default_run(quick_result):
@@ -142,7 +156,7 @@ def test_opt_in_rows_are_not_in_the_default_run(quick_result):
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs onnxruntime")
 def test_convert_backends_rows_have_speed_and_psnr_against_torch(tmp_path):
     r = _fast(what="convert-backends", precisions="fp32,bf16")
-    rows = {row["backend"]: row for row in r["rows"]}
+    rows = {row["backend"]: row for row in r["rows"] if row["precision"] != "bf16"}
     expected = {"torch", "onnxruntime", "onnxruntime int8"}
     if importlib.util.find_spec("openvino") is not None:
         expected.add("openvino")
@@ -156,6 +170,13 @@ def test_convert_backends_rows_have_speed_and_psnr_against_torch(tmp_path):
             assert row["psnr_identical"] or row["psnr_vs_ref_db"] > 20, name
     assert rows["onnxruntime int8"]["precision"] == "int8" and rows["onnxruntime int8"]["quantize"]["images"] == 2
     assert rows["torch"]["psnr_reference"] == "fp32 torch"
+    from translate.runtime import has_native_precision
+
+    hinted = [row for row in r["rows"] if row["precision"] == "bf16"]  # OpenVINO's bf16 inference hint
+    if importlib.util.find_spec("openvino") is not None and has_native_precision(torch.device("cpu"), "bf16"):
+        assert [row["backend"] for row in hinted] == ["openvino"] and hinted[0]["psnr_vs_ref_db"] > 20
+    else:
+        assert not hinted
     table = format_table(r)
     assert "[onnxruntime int8]" in table and "PSNR/ref" in table
 
@@ -188,7 +209,7 @@ def test_a_student_checkpoint_gets_its_teacher_and_runtime_rows_by_default(tmp_p
     plain = bench._settings(what=None, checkpoint=make_translator(tmp_path / "plain"), **kw)
     assert set(plain.what) == set(all_what())
     chosen = bench._settings(what="convert-pix2pix", checkpoint=_student(tmp_path / "again"), **kw)
-    assert chosen.what == ["convert-pix2pix"]  # --what given: exactly what was asked
+    assert chosen.what == ["peak", "convert-pix2pix"]  # --what given: what was asked, and the peaks
 
 
 def test_channels_last_row_matches_contiguous_outputs():

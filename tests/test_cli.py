@@ -50,6 +50,7 @@ def test_train_then_info_then_resume(tmp_path, capsys):
     assert main(["info", str(ck / "r")]) == 0
     out = capsys.readouterr().out
     assert "pix2pix" in out and "b2a" in out and "a2b" not in out and "step 2" in out  # BtoA: the b2a generator
+    assert "converts in" in out and "trained in:" in out and "(auto: " in out  # the default precision, and why
     assert main(["info", str(ck / "r" / "translator"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["provenance"]["step"] == 2
     # resume takes every training flag from run.json: only --max-steps changes

@@ -31,3 +31,16 @@ def test_gradient_penalty_is_nonzero_and_trains_d():
     # every conv weight gets a gradient from the penalty (biases cannot: they do not change dD/dx)
     weights = [p for name, p in disc.named_parameters() if name.endswith("weight")]
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in weights)
+
+
+def test_gradient_penalty_in_bf16_autocast_is_fp32_and_close_to_fp32():
+    """Only D's forward runs in bf16: the penalty is an fp32 value within bf16 rounding of fp32's."""
+    torch.manual_seed(0)
+    disc = build_discriminator("basic", input_nc=3, ndf=8, norm="none")
+    real, fake = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    torch.manual_seed(1)
+    ref = gradient_penalty(disc, real, fake)
+    torch.manual_seed(1)
+    gp = gradient_penalty(disc, real, fake, torch.autocast("cpu", dtype=torch.bfloat16))
+    assert gp.dtype == torch.float32 and gp.requires_grad
+    assert gp.item() == pytest.approx(ref.item(), rel=0.05)

@@ -60,3 +60,47 @@ def test_scalers_pass_through_without_fp16():
     scalers.step("gen", opt)
     assert torch.equal(net.weight.detach(), before - 1.0)
     scalers.load_state_dict(scalers.state_dict())
+
+
+def test_auto_precision_follows_the_instruction_set(monkeypatch):
+    """auto: bf16 on CPUs with AMX or AVX-512 BF16 (as torch detects them), fp32 elsewhere; an
+    explicit precision is kept and said to be asked for."""
+    from translate.runtime import AUTO, PRECISION_CHOICES, resolve_precision
+
+    assert PRECISION_CHOICES == (AUTO, *PRECISIONS)
+    for isa, expected in (("amx", "bf16"), ("avx512_bf16", "bf16"), ("avx512", "fp32"), ("avx2", "fp32"),
+                          ("default", "fp32")):
+        monkeypatch.setattr(runtime, "cpu_isa", lambda isa=isa: isa)
+        choice = resolve_precision(AUTO, CPU, work="train", arch="unet_256")
+        assert (choice.precision, choice.requested, choice.machine) == (expected, AUTO, isa)
+        assert choice.describe().startswith(f"{expected} (auto: ") and isa in choice.describe() + choice.machine
+        assert runtime.has_native_precision(CPU, "bf16") == (expected == "bf16")
+        assert resolve_precision(None, CPU).precision == expected  # None means auto
+        explicit = resolve_precision("fp32", CPU)
+        assert (explicit.precision, explicit.reason) == ("fp32", "asked for")
+    with pytest.raises(DeviceError, match="valid: auto, fp32, bf16, fp16"):
+        resolve_precision("fp8", CPU)
+    with pytest.raises(DeviceError, match="fp16 needs a CUDA device"):
+        resolve_precision("fp16", CPU)
+
+
+def test_auto_keeps_fp32_where_bf16_was_measured_slower(monkeypatch):
+    from translate.runtime import resolve_precision
+
+    monkeypatch.setattr(runtime, "cpu_isa", lambda: "amx")
+    monkeypatch.setitem(runtime.BF16_SLOWER, "amx", frozenset({("convert", "slim_unet")}))
+    slow = resolve_precision("auto", CPU, work="convert", arch="slim_unet")
+    assert slow.precision == "fp32" and "measured slower" in slow.reason
+    assert resolve_precision("auto", CPU, work="train", arch="slim_unet").precision == "bf16"
+    assert resolve_precision("auto", CPU, work="convert", arch="unet_256").precision == "bf16"
+    assert resolve_precision("bf16", CPU, work="convert", arch="slim_unet").precision == "bf16"  # asked for
+    # backends: onnxruntime runs its fp32 graph; OpenVINO has its own entries ("convert-openvino")
+    assert resolve_precision("auto", CPU, arch="unet_256", backend="onnxruntime").precision == "fp32"
+    assert resolve_precision("auto", CPU, arch="slim_unet", backend="openvino").precision == "bf16"
+
+
+def test_cpu_isa_comes_from_torch():
+    isa = runtime.cpu_isa()
+    assert isa in ("amx", "avx512_bf16", "avx512", "avx2", "default")
+    if hasattr(torch.cpu, "_is_amx_tile_supported"):
+        assert (isa == "amx") == bool(torch.cpu._is_amx_tile_supported() and torch.cpu._is_avx512_bf16_supported())

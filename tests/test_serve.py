@@ -264,6 +264,8 @@ def service_metrics(service) -> str:
 def test_info_health_metrics_docs_and_page(client):
     info = client.get("/v1/info").json()
     assert info["method"] == "pix2pix" and info["directions"] == ["a2b"]
+    choice = info["precision_choice"]  # what runs (auto by default) and why
+    assert choice["precision"] == info["precision"] and choice["requested"] == "auto" and choice["reason"]
     assert info["limits"]["max_pixels"] == 40_000 and "token" not in info["limits"]
     assert client.get("/healthz").json() == {"status": "ok"}
     client.post("/v1/translate", content=_png(_img()))

@@ -243,3 +243,31 @@ def test_cyclegan_b2a_names_nets_and_losses_by_domain():
     # the loader's input ("a") images are domain B with 1 channel here
     assert m.nets["gen_b2a"].config["input_nc"] == 1 and m.nets["gen_a2b"].config["input_nc"] == 3
     assert m.generators == {"a2b": "gen_a2b", "b2a": "gen_b2a"}
+
+
+def test_precision_is_recorded_and_resuming_in_another_one_says_so(ab_data, tmp_path, capsys):
+    """run.json and the start line say which precision runs and why; the weights and optimizer state
+    stay fp32 in bf16 (autocast); a resume in another precision is allowed and says so."""
+    from translate.runtime import resolve_device, resolve_precision
+
+    run = train(tiny_cfg("pix2pix", ab_data, tmp_path / "ck", name="p", max_steps=2, precision="bf16")).run_dir
+    doc = json.loads((run / "run.json").read_text())
+    assert doc["config"]["loop"]["precision"] == "bf16"
+    assert (doc["precision"]["precision"], doc["precision"]["reason"]) == ("bf16", "asked for")
+    state = load_state(run)
+    assert state["precision"] == "bf16"
+    weights = [v for net in state["nets"].values() for v in net.values() if v.is_floating_point()]
+    assert all(v.dtype == torch.float32 for v in weights)
+    adam = state["optimizers"]["gen"]["state"]
+    assert adam and all(s["exp_avg"].dtype == torch.float32 for s in adam.values())
+    assert "in bf16 (asked for)" in capsys.readouterr().err
+    train(tiny_cfg("pix2pix", ab_data, tmp_path / "ck", name="p", max_steps=3, precision="fp32"), resume=True)
+    assert "trained in bf16 and now continues in fp32" in capsys.readouterr().err
+    doc = json.loads((run / "run.json").read_text())
+    assert doc["resumes"][-1]["precision"]["precision"] == "fp32" and load_state(run)["precision"] == "fp32"
+
+    auto = train(tiny_cfg("pix2pix", ab_data, tmp_path / "ck", name="a", max_steps=1)).run_dir  # the default
+    chosen = json.loads((auto / "run.json").read_text())["precision"]
+    expected = resolve_precision("auto", resolve_device("auto"), work="train", arch="unet")
+    assert chosen["requested"] == "auto" and chosen["precision"] == expected.precision
+    assert f"in {expected.describe()}" in capsys.readouterr().err

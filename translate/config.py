@@ -20,7 +20,7 @@ from typing import Any, Dict, Optional, Union
 
 from .methods import get_method
 from .options import DIRECTIONS, ConfigError, option, option_flag, swap_domains
-from .runtime import PRECISIONS
+from .runtime import AUTO, PRECISION_CHOICES
 
 __all__ = ["DIRECTIONS", "ConfigError", "DataConfig", "LoopConfig", "RunConfig", "apply_overrides",
            "default_config", "option", "option_flag", "parse_value", "section_classes", "swap_domains"]
@@ -78,8 +78,10 @@ class LoopConfig:
                                           "steps); 0: the weights of the last step")
     seed: int = option(0, help="random seed (data order, augmentation, init)")
     device: str = option("auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
-    precision: str = option("fp32", choices=tuple(PRECISIONS),
-                            help="fp32, bf16 or fp16 (autocast; fp16 with gradient scaling, CUDA only)")
+    precision: str = option(AUTO, choices=PRECISION_CHOICES,
+                            help="auto (bf16 where the device runs it natively: CUDA with bf16, CPUs with AMX or "
+                                 "AVX-512 BF16; fp32 elsewhere), fp32, bf16 or fp16 (autocast with fp32 weights; "
+                                 "fp16 with gradient scaling, CUDA only)")
     log_every: int = option(50, help="steps between log.jsonl lines and progress-bar loss updates")
     save_every: int = option(1000, help="steps between checkpoints (one is also saved every epoch)")
     sample_count: int = option(4, minimum=1, help="images in the fixed sample grid")

@@ -48,7 +48,7 @@ class ConvertJob:
         return self.summary.line() + procs
 
 
-def convert_folder(checkpoint, input, output, *, device: Optional[str] = None, precision: str = "fp32",
+def convert_folder(checkpoint, input, output, *, device: Optional[str] = None, precision: Optional[str] = None,
                    tile_pixels: Optional[int] = None, tile_overlap: Optional[int] = None,
                    progress: bool = True, backend: str = "torch", onnx=None, compile: bool = False,
                    engine: str = "local", ray: Optional[Dict[str, Any]] = None,
@@ -65,7 +65,8 @@ def convert_folder(checkpoint, input, output, *, device: Optional[str] = None, p
         input, output: see :func:`translate.conversion.local.convert` (local paths or URLs).
         device: "cpu", "cuda", "cuda:N" (default: CUDA when available; under torchrun each
             process takes its local GPU; on Ray each worker takes the GPU Ray gives it).
-        precision: "fp32", "bf16" or "fp16".
+        precision: None or "auto" (bf16 where the device runs it natively, else fp32), "fp32",
+            "bf16" or "fp16".
         tile_pixels, tile_overlap: see :meth:`translate.Translator.load` (None: its defaults).
         progress: show a progress bar (rank 0 only under torchrun).
         backend, onnx, compile: see :meth:`translate.Translator.load` (local engine only).

@@ -50,6 +50,7 @@ from .data import (DatasetError, ImageReadError, PairedDataset, build_transform,
                    list_images, read_image, tensor_to_image, to_channels, write_image)
 from .data.transforms import RESIZE_FILTER
 from .errors import ArgumentError
+from .runtime import AUTO, PRECISION_CHOICES
 from .fsutil import UMASK, atomic_write_text, replace_dir
 from .translator import Translator
 from .version import __version__
@@ -62,7 +63,8 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
              direction: Optional[str] = None, device: Optional[str] = None,
              inception: Union[str, Path, None] = None, batch_size: int = 8,
              out_dir: Union[str, Path, None] = None, max_images: Optional[int] = None,
-             size: Optional[int] = None, fid: bool = True, html_rows: int = HTML_ROWS) -> Dict[str, Any]:
+             size: Optional[int] = None, fid: bool = True, html_rows: int = HTML_ROWS,
+             precision: Optional[str] = None) -> Dict[str, Any]:
     """Evaluate a translator on a dataset split and write ``eval.json`` + ``eval.html``.
 
     Args:
@@ -83,6 +85,8 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
             nearest neighbour only).
         fid: compute FID/KID (False skips them without a message).
         html_rows: thumbnail rows in eval.html.
+        precision: precision of the translation step ("auto" or None, "fp32", "bf16", "fp16"; see
+            :func:`translate.runtime.resolve_precision`); the metrics are computed in fp32.
 
     Returns:
         The ``eval.json`` document: ``metrics`` (means; None where not computed), ``per_image``,
@@ -94,7 +98,7 @@ def evaluate(checkpoint: Union[str, Path], data: Union[str, Path], split: Option
     """
     _check_counts(batch_size, max_images)
     started = time.time()
-    t = Translator.load(checkpoint, device=device)
+    t = Translator.load(checkpoint, device=device, precision=precision)
     if direction is None and len(t.directions) > 1:
         direction = "a2b"
     direction = t.pick_direction(direction)
@@ -298,7 +302,7 @@ def _protocol(t: Translator, src: EvalInputs, inc_info, kid_info, fid: bool, ski
                     "real_set": "paired targets" if src.paired else "every image of the target-domain folder",
                     "fid_computation": "exact, sample-space trace term when N < 2048, else scipy sqrtm",
                     "inception": inc_info, "kid": kid_info},
-        "batch_size": src.batch_size, "device": str(t.device),
+        "batch_size": src.batch_size, "device": str(t.device), "precision": t.precision_choice.to_json(),
         "versions": _versions(__version__),
     }
 
@@ -467,6 +471,9 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-fid", dest="fid", action="store_false", help="skip FID and KID (paired metrics only)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--batch-size", type=int, default=8, help="images per network call (default: 8)")
+    p.add_argument("--precision", default=AUTO, choices=PRECISION_CHOICES,
+                   help="precision of the translation step (default auto: bf16 where the device runs it "
+                        "natively, else fp32); metrics are computed in fp32")
     p.add_argument("--max-images", type=int, default=None, metavar="N", help="evaluate the first N images only")
     p.add_argument("--size", type=int, default=None, metavar="N",
                    help="evaluation resolution N x N (default: the training crop size; 0: full resolution)")
@@ -480,7 +487,8 @@ def _cmd_eval(args, argv) -> int:
     try:
         doc = evaluate(args.checkpoint, args.data, split=args.split, direction=args.direction,
                        device=args.device, inception=args.inception, batch_size=args.batch_size,
-                       out_dir=args.out, max_images=args.max_images, size=args.size, fid=args.fid)
+                       out_dir=args.out, max_images=args.max_images, size=args.size, fid=args.fid,
+                       precision=args.precision)
     except metrics.InceptionUnavailable as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 from .checkpoint import read_translator_json
+from .runtime import resolve_device, resolve_precision
 from .training.diagnostics import LABELS, health_summary
 
 
@@ -23,11 +24,15 @@ def describe(path: Union[str, Path], storage_options: Optional[Dict[str, Any]] =
     folder = Path(doc.pop("_folder"))
     source = doc.pop("_source", None)  # a URL: described from its fetched copy, without the run folder
     out: Dict[str, Any] = {"translator": source or str(folder), **doc}
+    arch = next(iter(doc["generators"].values()))["arch"]
+    # what `translate convert` / serve / eval would compute in on this machine by default
+    out["precision_here"] = resolve_precision(None, resolve_device(None), work="convert", arch=arch).to_json()
     run_dir = folder.parent if folder.name == "translator" and source is None else None
     if run_dir is not None and (run_dir / "run.json").is_file():
         run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
         out["run"] = {"folder": str(run_dir), "created": run.get("created"), "argv": run.get("argv"),
-                      "config": run.get("config"), "resumes": len(run.get("resumes", []))}
+                      "config": run.get("config"), "resumes": len(run.get("resumes", [])),
+                      "precision": (run.get("resumes") or [run])[-1].get("precision")}
         state = run_dir / "train_state" / "latest.pt"
         out["run"]["resume_state"] = str(state) if state.is_file() else None
         log = run_dir / "log.jsonl"
@@ -71,12 +76,19 @@ def format_description(desc: Dict[str, Any]) -> str:
     if prov.get("teacher"):
         lines.append(f"teacher:    {prov['teacher']} ({prov.get('teacher_direction')}, {prov.get('teacher_arch')}): "
                      "this translator is a distilled student")
+    here = desc.get("precision_here")
+    if here:
+        lines.append(f"precision:  converts in {here['precision']} on this machine by default (auto: {here['reason']})")
     v = prov.get("versions", {})
     lines.append(f"software:   translate {v.get('translate')}, torch {v.get('torch')}")
     run = desc.get("run")
     if run:
         lines.append(f"run:        {run['folder']} (created {run['created']}, resumed {run['resumes']} times)")
         lines.append(f"command:    {' '.join(run['argv'] or [])}")
+        trained = run.get("precision")
+        if trained:
+            asked = "auto: " if trained.get("requested") == "auto" else ""
+            lines.append(f"trained in: {trained['precision']} ({asked}{trained['reason']}; {trained.get('machine')})")
         if run.get("last_log"):
             log = run["last_log"]
             lines.append("last log:   " + ", ".join(f"{k}={v}" for k, v in log.items()))

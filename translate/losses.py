@@ -6,6 +6,8 @@ so that reduced-precision autocast never changes their value range.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -46,15 +48,18 @@ def adversarial_loss(pred: torch.Tensor, real: bool, mode: str, for_discriminato
     raise ValueError(f"unknown gan mode {mode!r}; valid: {', '.join(GAN_MODES)}")
 
 
-def gradient_penalty(disc, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def gradient_penalty(disc, real: torch.Tensor, fake: torch.Tensor, amp=None) -> torch.Tensor:
     """WGAN-GP penalty (Gulrajani et al. 2017): E[(||grad D(x_hat)||_2 - 1)^2].
 
     ``x_hat`` is a random per-sample interpolation between ``real`` and ``fake`` (B, C, H, W);
-    the graph is kept (``create_graph``) so the penalty trains the discriminator.
+    the graph is kept (``create_graph``) so the penalty trains the discriminator. Only D's
+    forward runs under ``amp`` (the run's autocast context, if any): the interpolation, the
+    gradient norm and the penalty itself are computed in fp32.
     """
-    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
-    x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-    out = disc(x_hat)
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=torch.float32)
+    x_hat = (alpha * real.detach().float() + (1 - alpha) * fake.detach().float()).requires_grad_(True)
+    with (amp if amp is not None else contextlib.nullcontext()):
+        out = disc(x_hat)
     (grad,) = torch.autograd.grad(out.float().sum(), x_hat, create_graph=True)
     norms = grad.flatten(1).float().norm(2, dim=1)
     return ((norms - 1.0) ** 2).mean()

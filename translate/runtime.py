@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Dict, Iterable, List, Optional, Union
+from dataclasses import dataclass
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple, Union
 
 import torch
 
@@ -17,6 +18,9 @@ from .errors import ArgumentError
 
 # precision name -> autocast dtype (None: no autocast, plain fp32)
 PRECISIONS: Dict[str, Optional[torch.dtype]] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AUTO = "auto"  # pick per device and network: resolve_precision()
+# What a user may ask for (--precision of train, distill, convert, serve, eval and bench): the one list.
+PRECISION_CHOICES: Tuple[str, ...] = (AUTO, *PRECISIONS)
 
 
 class DeviceError(ArgumentError):
@@ -69,11 +73,51 @@ def check_precision(precision: str, device: Optional[torch.device] = None) -> st
     return precision
 
 
+def cpu_isa() -> str:
+    """The best matrix instruction set of this CPU as torch itself detects it (never from the CPU's
+    name): "amx" (AMX tiles with bf16), "avx512_bf16", "avx512", "avx2" or "default"."""
+    cpu = getattr(torch, "cpu", None)
+
+    def has(name: str) -> bool:
+        fn = getattr(cpu, name, None)
+        try:
+            return bool(fn()) if fn is not None else False
+        except RuntimeError:  # pragma: no cover - detection failed: treat as absent
+            return False
+
+    if has("_is_amx_tile_supported") and has("_is_avx512_bf16_supported"):
+        return "amx"
+    if has("_is_avx512_bf16_supported"):
+        return "avx512_bf16"
+    if not hasattr(cpu, "_is_avx512_bf16_supported"):  # pragma: no cover - older torch: the CPU flags
+        flags = set(cpu_flags())
+        if {"amx_bf16", "amx_tile"} <= flags:
+            return "amx"
+        if "avx512_bf16" in flags:
+            return "avx512_bf16"
+    capability = str(torch.backends.cpu.get_cpu_capability()).lower()
+    return {"avx512": "avx512", "avx2": "avx2"}.get(capability, "default")
+
+
+NATIVE_BF16_ISAS = ("amx", "avx512_bf16")  # CPUs whose oneDNN kernels compute bf16 in hardware
+
+
+def machine_kind(device: torch.device) -> str:
+    """What ``--precision auto`` decides on: "cuda_bf16" or "cuda" for a GPU (with / without bf16),
+    the CPU instruction set (:func:`cpu_isa`) for a CPU, else the device type."""
+    if device.type == "cuda":
+        return "cuda_bf16" if torch.cuda.is_bf16_supported() else "cuda"
+    if device.type == "cpu":
+        return cpu_isa()
+    return device.type
+
+
 def has_native_precision(device: torch.device, precision: str) -> bool:
     """True when ``device`` computes ``precision`` natively (fast); fp32 always is.
 
-    On CPUs, reduced precision needs AVX-512 BF16 / AMX (bf16) or AVX-512 FP16 (fp16), as oneDNN
-    itself decides; without it convolutions run on slow reference kernels.
+    On CPUs, bf16 needs AMX or AVX-512 BF16 (torch's own CPU detection, :func:`cpu_isa`): oneDNN
+    also accepts plain AVX-512 for bf16 but emulates it there, slower than fp32. fp16 needs
+    AVX-512 FP16 / AMX-FP16, as oneDNN decides.
     """
     check_precision(precision)
     if precision == "fp32":
@@ -82,12 +126,12 @@ def has_native_precision(device: torch.device, precision: str) -> bool:
         return precision == "fp16" or torch.cuda.is_bf16_supported()
     if device.type != "cpu":
         return True
-    check = {"bf16": "_is_mkldnn_bf16_supported", "fp16": "_is_mkldnn_fp16_supported"}[precision]
+    if precision == "bf16":
+        return cpu_isa() in NATIVE_BF16_ISAS
     try:
-        return bool(getattr(torch.ops.mkldnn, check)())
+        return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
     except (AttributeError, RuntimeError):  # pragma: no cover - older torch: read the CPU flags
-        flags = {"bf16": {"avx512_bf16", "amx_bf16"}, "fp16": {"avx512_fp16", "amx_fp16"}}[precision]
-        return bool(set(cpu_flags()) & flags)
+        return bool(set(cpu_flags()) & {"avx512_fp16", "amx_fp16"})
 
 
 def native_precisions(device: torch.device) -> List[str]:
@@ -106,6 +150,72 @@ def warn_if_slow_precision(device: torch.device, precision: str) -> None:
         warnings.warn(f"this CPU has no native {precision} support (needs AVX-512 BF16/FP16 or AMX): "
                       f"{precision} convolutions fall back to slow reference kernels, typically far slower "
                       "than fp32 here; use --precision fp32", RuntimeWarning, stacklevel=2)
+
+
+# Where bf16 runs natively but ``translate bench`` measured it slower than fp32, per machine kind
+# (machine_kind()): the (work, generator architecture) pairs for which ``--precision auto`` keeps
+# fp32. Work is "train" or "convert". docs/performance.md has the measurements behind each entry.
+BF16_SLOWER: Dict[str, FrozenSet[Tuple[str, str]]] = {
+    # slim_unet (ngf 16) conversion: bf16 0.91x fp32 on the 2-core AMX Xeon (shared, load ~13)
+    "amx": frozenset({("convert", "slim_unet")}),
+    "avx512_bf16": frozenset(),
+    "cuda_bf16": frozenset(),
+}
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision a job runs in, what was asked for and why this one."""
+
+    requested: str  # what the user asked for: "auto", "fp32", "bf16" or "fp16"
+    precision: str  # what runs: "fp32", "bf16" or "fp16"
+    reason: str  # one line for people: run.json, the progress line, `translate info`, serve /v1/info
+    machine: str = ""  # machine_kind() of the device it was decided for
+
+    def describe(self) -> str:
+        """E.g. ``bf16 (auto: CPU with AMX runs bf16 natively)``."""
+        return f"{self.precision} ({'auto: ' if self.requested == AUTO else ''}{self.reason})"
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"requested": self.requested, "precision": self.precision, "reason": self.reason,
+                "machine": self.machine}
+
+
+def resolve_precision(requested: Optional[str], device: torch.device, *, work: str = "convert",
+                      arch: Optional[str] = None, backend: str = "torch") -> PrecisionChoice:
+    """The precision to run ``work`` ("train" or "convert") of generator ``arch`` in on ``device``.
+
+    An explicit precision is checked and kept. ``auto`` (or None) picks bf16 where the device
+    computes it natively (CUDA with bf16; CPUs with AMX or AVX-512 BF16, as torch detects them)
+    unless :data:`BF16_SLOWER` lists (work, arch) for this machine kind, and fp32 everywhere else.
+    A conversion ``backend`` other than torch: onnxruntime always runs its fp32 graph; OpenVINO
+    follows the same rule under the work name "convert-openvino" (its bf16 inference hint).
+
+    Raises:
+        DeviceError: an unknown precision, or fp16 on a device other than CUDA.
+    """
+    requested = AUTO if requested is None else requested
+    kind = machine_kind(device)
+    if requested == AUTO and backend not in ("torch", "openvino"):
+        return PrecisionChoice(AUTO, "fp32", f"the {backend} backend runs the fp32 graph", kind)
+    if backend != "torch":
+        work = f"{work}-{backend}"
+    if requested != AUTO:
+        if requested not in PRECISIONS:
+            raise DeviceError(f"unknown precision {requested!r}; valid: {', '.join(PRECISION_CHOICES)}")
+        check_precision(requested, device)
+        return PrecisionChoice(requested, requested, "asked for", kind)
+    if device.type == "cuda" and kind != "cuda_bf16":
+        return PrecisionChoice(AUTO, "fp32", "this CUDA device has no bf16 (--precision fp16 uses fp16)", kind)
+    if device.type == "cpu" and kind not in NATIVE_BF16_ISAS:
+        return PrecisionChoice(AUTO, "fp32", f"this CPU ({kind}) has no native bf16 (needs AMX or AVX-512 BF16)",
+                               kind)
+    if device.type not in ("cpu", "cuda"):
+        return PrecisionChoice(AUTO, "fp32", f"no bf16 measurements for {device.type} devices", kind)
+    if arch is not None and (work, arch) in BF16_SLOWER.get(kind, frozenset()):
+        return PrecisionChoice(AUTO, "fp32", f"bf16 measured slower than fp32 for {arch} {work} on {kind}", kind)
+    where = {"amx": "CPU with AMX", "avx512_bf16": "CPU with AVX-512 BF16", "cuda_bf16": "CUDA device"}[kind]
+    return PrecisionChoice(AUTO, "bf16", f"{where} runs bf16 natively", kind)
 
 
 def autocast(device: torch.device, precision: str):

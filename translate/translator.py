@@ -24,8 +24,9 @@ from .conversion.local import convert
 from .data.io import DEFAULT_MAX_PIXELS, image_to_tensor, read_image, tensor_to_image, to_channels
 from .data.labels import check_ids, encode_labels, read_label_map, resize_nearest
 from .errors import ArgumentError, DirectionError
-from .nn.inference import for_inference
-from .runtime import autocast, check_precision, resolve_device, use_fast_kernels, warn_if_slow_precision
+from .nn.inference import cast_for_inference, for_inference
+from .runtime import (PrecisionChoice, autocast, resolve_device, resolve_precision, use_fast_kernels,
+                      warn_if_slow_precision)
 from .runtimes.generator import use_backend
 
 DEFAULT_TILE_PIXELS = 2048 * 2048  # images above this many pixels are translated in tiles
@@ -64,6 +65,8 @@ class Translator:
         self.labels = label_encoding(pre)
         self.backend = "torch"  # or another of translate.runtimes.list_backends() (use_backend)
         self.channels_last = default_channels_last(device, precision)
+        self.precision_choice = PrecisionChoice(precision, precision, "asked for")  # load() says why
+        self.weights_dtype = torch.float32  # bf16: the generators' weights were cast once at load
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -79,7 +82,10 @@ class Translator:
             checkpoint: ``<run>/translator`` or ``<run>``: a local path or a URL (``s3://...``,
                 ``gs://...``; fetched to a local temp folder first, see :mod:`translate.storage`).
             device: "cpu", "cuda", "cuda:N" or None (CUDA when available).
-            precision: "fp32" (default), "bf16" or "fp16" (autocast; fp16 on CUDA only).
+            precision: "auto" or None (default: bf16 where the device runs it natively and it was not
+                measured slower for this generator, else fp32; see
+                :func:`translate.runtime.resolve_precision`), "fp32", "bf16" or "fp16" (fp16 on CUDA
+                only). ``precision`` is then what runs, ``precision_choice`` says why.
             batchnorm: override how batch-norm layers normalise at inference: "per_image"
                 (default, as trained at batch size 1) or "running" (running averages).
             tile_pixels: images with more pixels than this are translated in tiles.
@@ -101,18 +107,25 @@ class Translator:
         """
         device = resolve_device(device)
         use_fast_kernels(device)  # conversion repeats the same shapes
-        precision = check_precision(precision or "fp32", device)
-        warn_if_slow_precision(device, precision)
         if memory_format not in (None, "channels_last", "contiguous"):
             raise ArgumentError(f"memory_format must be channels_last, contiguous or None, got {memory_format!r}")
+        doc = read_translator_json(checkpoint, storage_options)
+        arch = next(iter(doc["generators"].values()))["arch"]
+        choice = resolve_precision(precision, device, work="convert", arch=arch,
+                                   backend="onnxruntime" if onnx is not None and backend == "torch" else backend)
+        precision = choice.precision
+        warn_if_slow_precision(device, precision)
         channels_last = (default_channels_last(device, precision) if memory_format is None
                          else memory_format == "channels_last")
-        doc = read_translator_json(checkpoint, storage_options)
         mode = batchnorm or doc["preprocessing"].get("batchnorm", "per_image")
         gens = {}
+        # bf16 on torch: cast the weights once here, not at every call under autocast.
+        cast = torch.bfloat16 if precision == "bf16" and backend == "torch" and onnx is None else None
         for direction in doc["generators"]:
             net = load_generator(doc["_folder"], direction, device=device, doc=doc)
             net = for_inference(net, batchnorm=mode, copy_net=False)
+            if cast is not None:
+                net = cast_for_inference(net, cast)
             if channels_last:
                 net = net.to(memory_format=torch.channels_last)
             if compile and backend == "torch":
@@ -120,6 +133,8 @@ class Translator:
             gens[direction] = net
         t = cls(doc, gens, device, precision, tile_pixels, tile_overlap)
         t.channels_last = channels_last
+        t.precision_choice = choice
+        t.weights_dtype = cast or torch.float32
         if backend != "torch" or onnx is not None:
             use_backend(t, backend, onnx)
         return t
@@ -185,8 +200,11 @@ class Translator:
         net = self.generators[direction]
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
-            y = net(x)
+        if self.weights_dtype != torch.float32:  # weights already in bf16: no autocast, no casts per call
+            y = net(x.to(self.weights_dtype))
+        else:
+            with self._autocast():
+                y = net(x)
         return y.float().clamp_(-1, 1)
 
     def _padded(self, x: torch.Tensor, direction: str) -> torch.Tensor:

@@ -42,7 +42,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import torch
 
-from ..runtime import PRECISIONS, DeviceError, check_precision, has_native_precision, native_precisions, resolve_device
+from ..runtime import AUTO, PRECISION_CHOICES, DeviceError, check_precision, has_native_precision, native_precisions, resolve_device
 from .machine import machine_facts
 from ..checkpoint import read_translator_json
 from .measure import Bench, BenchError, Settings, all_what, convert_what, label_what, train_what
@@ -58,6 +58,11 @@ __all__ = ["BenchError", "add_bench_parser", "all_what", "format_table", "make_s
 def opt_in_what() -> Tuple[str, ...]:
     """Measurements made only when ``--what`` names them."""
     return label_what() + variant_what()
+
+
+def what_groups() -> Dict[str, Tuple[str, ...]]:
+    """``--what train`` / ``--what convert``: every such row of the default run."""
+    return {"train": train_what(), "convert": convert_what()}
 
 
 def _as_list(value, valid: Sequence[str], what: str) -> List[str]:
@@ -189,7 +194,7 @@ def _measure_all(bench: Bench, result: Dict[str, Any], log: Callable[[str], None
     settings = bench.s
     variants, convert_whats = variant_what(), convert_what()
     for w in settings.what:
-        for prec in settings.precisions:
+        for prec in (peak_precisions(settings.precisions) if w == "peak" else settings.precisions):
             if w in FP32_ONLY and prec != "fp32":
                 result.setdefault("notes", []).append(f"{w}: fp32 only (the runtimes run the fp32 graph); "
                                                       f"{prec} skipped")
@@ -205,21 +210,31 @@ def _measure_all(bench: Bench, result: Dict[str, Any], log: Callable[[str], None
     result["flops"] = bench.flops
 
 
+def peak_precisions(precs: List[str]) -> List[str]:
+    """The matmul peaks to probe: fp32 and bf16 always (every row is shown as a share of both),
+    plus fp16 when asked for; "auto" has no peak of its own (its rows use the one it picked)."""
+    return ["fp32", "bf16"] + [p for p in precs if p not in ("fp32", "bf16", AUTO)]
+
+
 def _settings(*, device, precisions, size, batch_size, netG_pix2pix, netG_cyclegan, what, data, images,
               warmup, windows, window_seconds, checkpoint, quick, num_workers, seed, compile=False) -> Settings:
     """Validate :func:`run_bench`'s options and fill in the defaults."""
     dev = _resolve_device(device)
-    precs = _as_list(precisions, PRECISIONS, "precision") or native_precisions(dev)
+    precs = _as_list(precisions, PRECISION_CHOICES, "precision") or native_precisions(dev) + [AUTO]
     try:
         for prec in precs:
-            check_precision(prec, dev)
+            if prec != AUTO:
+                check_precision(prec, dev)
     except DeviceError as e:
         raise BenchError(str(e)) from None
     doc = None
     if checkpoint:
         doc = read_translator_json(checkpoint)  # fail early with the checkpoint's own message
-    every = all_what() + opt_in_what()
-    whats = _as_list(what, every, "measurement") or list(all_what())
+    groups, every = what_groups(), all_what() + opt_in_what()
+    whats = _as_list(what, every + tuple(groups), "measurement") or list(all_what())
+    whats = [m for w in whats for m in groups.get(w, (w,))]
+    if whats and "peak" not in whats:
+        whats.append("peak")  # every row is shown as a share of the measured fp32 and bf16 peaks
     if not what and doc is not None and doc["provenance"].get("teacher"):
         whats += list(STUDENT_WHAT + RUNTIME_WHAT)  # a student: next to its teacher, and through each runtime
     if compile:
@@ -302,12 +317,16 @@ def _finish_row(w: str, prec: str, row: Dict[str, Any], t0: float, result: Dict[
                 log: Callable[[str], None]) -> Dict[str, Any]:
     """Name a measured row, add its achieved FLOP/s and % of the peak, and log it."""
     row = {"measurement": w, "precision": prec, "statistic": "median", "seconds": time.perf_counter() - t0, **row}
-    prec = row["precision"]  # an int8 row keeps its own
+    prec = row.get("computed_in") or row["precision"]  # an int8 row keeps its own; auto: what it picked
     if w != "peak" and row.get("flops_per_item") is not None:
         row["achieved_flops_per_s"] = row["flops_per_item"] * row["value"]
     peak = result["peak"].get(prec, {}).get("flops_per_s")
     row["pct_of_peak"] = (100.0 * row["achieved_flops_per_s"] / peak
                           if peak and row.get("achieved_flops_per_s") else None)
+    for ref in ("fp32", "bf16"):  # the share of both measured peaks, whatever the row computes in
+        ref_peak = result["peak"].get(ref, {}).get("flops_per_s")
+        row[f"pct_of_{ref}_peak"] = (100.0 * row["achieved_flops_per_s"] / ref_peak
+                                     if ref_peak and row.get("achieved_flops_per_s") and w != "peak" else None)
     log(f"{w} {prec}: {fmt_with_unit(row['value'], row['unit'])} ({row['seconds']:.1f}s)")
     return row
 
@@ -338,8 +357,9 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None,
                    help="cpu, cuda, cuda:N or auto (default: cuda when available, else cpu)")
     p.add_argument("--precision", action="append", default=None, metavar="P[,P...]",
-                   help="fp32, bf16, fp16; repeatable or a comma list (default: fp32 plus the device's "
-                        "native reduced precision; fp32 only on CPUs without AVX512-BF16/AMX)")
+                   help="auto, fp32, bf16, fp16; repeatable or a comma list (default: fp32, the device's native "
+                        "reduced precision and auto; fp32 and auto only on CPUs without AVX512-BF16/AMX); the "
+                        "matmul peak is probed in fp32 and bf16 either way")
     p.add_argument("--size", type=int, default=None, help="image side for training and synthetic inputs "
                                                           "(default 256; 64 with --quick)")
     p.add_argument("--batch-size", type=int, default=1, help="training batch size and conversion batch size (default 1)")
@@ -350,8 +370,9 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
                    help="generator of the methods trained on unpaired data, e.g. CycleGAN (default resnet_9blocks; "
                         "a tiny 2-block resnet with --quick)")
     p.add_argument("--what", action="append", default=None, metavar="M[,M...]",
-                   help=f"measurements, repeatable or a comma list: {', '.join(all_what())} (default all); "
-                        f"opt-in: {', '.join(opt_in_what())}")
+                   help=f"measurements, repeatable or a comma list: {', '.join(all_what())} (default all; train and "
+                        f"convert name every train-/convert- row; peak is always added); opt-in: "
+                        f"{', '.join(opt_in_what())}")
     p.add_argument("--data", default=None,
                    help="folder of real images to convert and to check quality on (recursive, the first "
                         "--images files, translated whole, e.g. ../shared/data/facades/test); default: "

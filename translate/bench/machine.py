@@ -12,8 +12,11 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from ..memory import PeakMemory, maxrss_bytes, reset_peak_rss, rss_bytes, trim_heap  # noqa: F401 (their home)
-from ..runtime import compute_dtype, has_native_precision
+from ..runtime import compute_dtype, cpu_flags, cpu_isa, has_native_precision, machine_kind
 from ..version import __version__
+
+# CPU flags that decide the fast arithmetic, shown in the report header
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16")
 
 def cpu_model() -> str:
     try:
@@ -33,6 +36,9 @@ def machine_facts(device: torch.device) -> Dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "cpu_capability": cpu_capability(),
         "cpu_native_bf16": has_native_precision(torch.device("cpu"), "bf16"),
+        "cpu_isa": cpu_isa(),
+        "cpu_isa_flags": [f for f in ISA_FLAGS if f in set(cpu_flags())],
+        "machine_kind": machine_kind(device),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),

@@ -21,21 +21,21 @@ import torch
 
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..distributed import DistInfo
-
 from ..checkpoint import read_translator_json, save_translator
 from ..config import RunConfig, default_config
 from ..data.discover import list_images
 from ..data.io import read_image, write_image
+from ..distributed import DistInfo
 from ..errors import ArgumentError
 from ..methods import BenchSpec, get_method, list_methods
 from ..methods.common import generator_kwargs
 from ..models import build_generator
 from ..nn import init_weights
-from ..training.pipeline import (EpochSampler, add_losses, build_trainables, build_training_dataset, check_compile,
-                                 compile_train_nets, make_loader, preprocessing_record, resolve_num_workers)
+from ..runtime import PRECISION_CHOICES
 from ..training.diagnostics import Diagnostics, generator_pairs
 from ..training.health import NonFiniteTracker, StepGuard
+from ..training.pipeline import (EpochSampler, add_losses, build_trainables, build_training_dataset, check_compile,
+                                 compile_train_nets, make_loader, preprocessing_record, resolve_num_workers)
 from ..translator import Translator
 from .machine import PeakMemory, matmul_peak, sync
 from .synthetic import make_synthetic_datasets, synthetic_image
@@ -77,6 +77,8 @@ def convert_what() -> Tuple[str, ...]:
 def all_what() -> Tuple[str, ...]:
     """The measurements of the default run."""
     return train_what() + convert_what() + ("peak",)
+
+PRECISIONS = PRECISION_CHOICES  # "auto" rows: what the default picks for each net, measured like the others
 
 
 class BenchError(ArgumentError):
@@ -317,7 +319,7 @@ class Bench:
         extra: Dict[str, Any] = {}
         mem = PeakMemory(s.device)
         with fork_rng(s.device), mem:
-            res, gen, num_workers = self._train_steps(cfg, spec.counts == "images", compile,
+            res, gen, num_workers, choice = self._train_steps(cfg, spec.counts == "images", compile,
                                                           guard=extra if guard else None)
             w, h = label_size(s) if spec.data == "labels" else (s.size, s.size)
             gen_flops = generator_forward_flops(gen.arch, gen.config, (1, gen.config["input_nc"], h, w))
@@ -333,7 +335,8 @@ class Bench:
             res.update(metric="training iterations/s", unit="it/s", flops_per_item=step_flops,
                        images_per_iteration=s.batch_size)
         res.update(peak_memory_bytes=mem.peak, peak_memory_kind=mem.kind, num_workers=num_workers,
-                   netG=net_g, generator=gen.arch, compile=compile, grad_checkpoint=grad_checkpoint, **extra)
+                   netG=net_g, generator=gen.arch, compile=compile, grad_checkpoint=grad_checkpoint,
+                   computed_in=choice.precision, precision_reason=choice.reason, **extra)
         if spec.data == "labels":
             res.update(label_size=list(label_size(s)), label_nc=s.label_nc)
         return res
@@ -343,7 +346,8 @@ class Bench:
         with ``guard`` (a dict that receives its extra figures) through the loop's health checks.
 
         Returns:
-            (timing of :meth:`_time_steps`, the first generator, loader worker count).
+            (timing of :meth:`_time_steps`, the first generator, loader worker count, the
+            :class:`translate.runtime.PrecisionChoice` the nets were built with).
         """
         loop, d, device = cfg.loop, cfg.data, self.s.device
         parts = build_trainables(cfg, device)
@@ -380,7 +384,7 @@ class Bench:
             batches.close()
             del batches, loader
             gc.collect()
-        return res, m.nets[next(iter(m.generators.values()))], num_workers
+        return res, m.nets[next(iter(m.generators.values()))], num_workers, parts.precision
 
     def _time_steps(self, step: Callable[[], int], per_step_items: bool,
                     prepare: Optional[Callable[[], None]] = None) -> Dict[str, Any]:
@@ -471,6 +475,7 @@ class Bench:
             t_load = time.perf_counter()
             translator = Translator.load(folder, device=device, precision=precision, **load_kw)
             load_seconds = time.perf_counter() - t_load
+            choice = translator.precision_choice
             direction = direction or first_direction(translator)
 
             def run(paths: List[Path], out: Path) -> Tuple[int, float]:
@@ -515,6 +520,7 @@ class Bench:
                "peak_memory_bytes": mem.peak, "peak_memory_kind": mem.kind, "weights": weights,
                "direction": direction, "generator": entry["arch"], "guard_images": len(guard),
                "load_seconds": load_seconds, "params": entry.get("params"),
+               "computed_in": choice.precision, "precision_reason": choice.reason,
                "input": (f"{len(files)} images from {s.data}" if s.data is not None
                          else f"{len(files)} synthetic {s.size}x{s.size} JPEG")}
         if n_windows < s.windows:

@@ -12,6 +12,10 @@ from ..methods import get_method
 from .measure import bench_spec, benched_methods, convert_what
 
 
+ISA_NAMES = {"amx": "AMX (bf16 tiles) + AVX-512 BF16", "avx512_bf16": "AVX-512 BF16 (no AMX)",
+             "avx512": "AVX-512 without BF16", "avx2": "AVX2", "default": "baseline (no AVX2)"}
+
+
 def fmt_value(v: Optional[float], unit: str = "") -> str:
     if v is None:
         return "-"
@@ -45,52 +49,67 @@ def fmt_bytes(v: Optional[int]) -> str:
     return f"{v / 2 ** 20:.0f} MiB"
 
 
+def _row_cells(r: Dict[str, Any], result: Dict[str, Any]) -> tuple:
+    """The cells of one row of the table (``auto`` rows show what they computed in)."""
+    unit = r["unit"]
+    value = fmt_value(r["value"], unit)
+    if unit == "FLOP/s":
+        value, unit = value.split(" ")[0], value.split(" ")[1] + "FLOP/s"
+    psnr_text = "-"
+    metric = r["metric"]
+    tag = r.get("role") or r.get("backend") or r.get("variant")
+    if tag:
+        metric += f" [{tag}]"
+    if "psnr_vs_ref_db" in r:
+        psnr = r["psnr_vs_ref_db"]
+        psnr_text = "identical" if r.get("psnr_identical") else "-" if psnr is None else f"{psnr:.1f} dB"
+    elif r.get("psnr_reference") or r.get("role") == "teacher":
+        psnr_text = "ref"  # the outputs the other rows are compared with
+    elif r["measurement"] in convert_what():
+        if r["precision"] == "fp32":
+            psnr_text = "ref" if len(result["settings"]["precisions"]) > 1 else "-"
+        elif "psnr_vs_fp32_db" in r:
+            psnr = r["psnr_vs_fp32_db"]
+            psnr_text = "identical" if psnr is None else f"{psnr:.1f} dB"
+    if r["measurement"] == "peak":
+        pcts = [100.0 if r["precision"] == ref else None for ref in ("fp32", "bf16")]
+    else:
+        pcts = [r.get(f"pct_of_{ref}_peak") for ref in ("fp32", "bf16")]
+    prec = r["precision"]
+    if prec == "auto" and r.get("computed_in"):
+        prec = f"auto:{r['computed_in']}"
+    return (r["measurement"], prec, metric, value, unit,
+            fmt_flops(r.get("achieved_flops_per_s")) + "FLOP/s" if r.get("achieved_flops_per_s") else "-",
+            *("-" if p is None else f"{p:.1f}" for p in pcts), fmt_bytes(r.get("peak_memory_bytes")), psnr_text)
+
+
 def format_table(result: Dict[str, Any]) -> str:
     """The human-readable report of :func:`run_bench`'s result."""
     m = result["machine"]
     lines = [
         f"translate bench on {m['device_name']} [{m['device']}], torch {m['torch']}, "
         f"{m['torch_threads']} threads, cpu capability {m['cpu_capability']}",
+        f"instruction set: {ISA_NAMES.get(m.get('cpu_isa'), m.get('cpu_isa'))} "
+        f"(flags: {' '.join(m.get('cpu_isa_flags') or []) or '-'})",
         f"command: {result['command']}",
     ]
     if result.get("warning"):
         lines.append(f"warning: {result['warning']}")
-    header = ("measurement", "prec", "metric", "value", "unit", "FLOP/s", "% peak", "peak mem", "PSNR/ref")
+    header = ("measurement", "prec", "metric", "value", "unit", "FLOP/s", "% fp32 pk", "% bf16 pk", "peak mem",
+              "PSNR/ref")
     table = [header]
-    for r in result["rows"]:
-        unit = r["unit"]
-        value = fmt_value(r["value"], unit)
-        if unit == "FLOP/s":
-            value, unit = value.split(" ")[0], value.split(" ")[1] + "FLOP/s"
-        psnr_text = "-"
-        metric = r["metric"]
-        tag = r.get("role") or r.get("backend") or r.get("variant")
-        if tag:
-            metric += f" [{tag}]"
-        if "psnr_vs_ref_db" in r:
-            psnr = r["psnr_vs_ref_db"]
-            psnr_text = "identical" if r.get("psnr_identical") else "-" if psnr is None else f"{psnr:.1f} dB"
-        elif r.get("psnr_reference") or r.get("role") == "teacher":
-            psnr_text = "ref"  # the outputs the other rows are compared with
-        elif r["measurement"] in convert_what():
-            if r["precision"] == "fp32":
-                psnr_text = "ref" if len(result["settings"]["precisions"]) > 1 else "-"
-            elif "psnr_vs_fp32_db" in r:
-                psnr = r["psnr_vs_fp32_db"]
-                psnr_text = "identical" if psnr is None else f"{psnr:.1f} dB"
-        pct = r.get("pct_of_peak")
-        table.append((r["measurement"], r["precision"], metric, value, unit,
-                      fmt_flops(r.get("achieved_flops_per_s")) + "FLOP/s" if r.get("achieved_flops_per_s") else "-",
-                      "-" if pct is None else f"{pct:.1f}", fmt_bytes(r.get("peak_memory_bytes")), psnr_text))
+    table.extend(_row_cells(r, result) for r in result["rows"])
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
-    right = {3, 5, 6, 7, 8}
+    right = {3, 5, 6, 7, 8, 9}
     for k, row in enumerate(table):
         cells = [str(c).rjust(widths[i]) if i in right else str(c).ljust(widths[i]) for i, c in enumerate(row)]
         lines.append("  ".join(cells).rstrip())
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     notes = ["value: median of the timed windows (matmul peak: best of the repeats); FLOP/s = counted FLOPs "
-             "per item x value; % peak: of the matmul peak in the same precision"]
+             "per item x value; % fp32 pk / % bf16 pk: of the fp32 and of the bf16 matmul peak measured in this run; "
+             "auto:P: the default --precision auto, which computed in P here"]
+    notes.extend(auto_notes(result["rows"]))
     if any(r.get("psnr_reference") or r.get("role") for r in result["rows"]):
         notes.append("PSNR/ref: dB of the outputs against the fp32 eager torch outputs of the same translator on "
                      "the same images (student rows: against the teacher's outputs)")
@@ -120,6 +139,21 @@ def format_table(result: Dict[str, Any]) -> str:
                      "(data loader worker processes not included)")
     lines.append(f"total {result['seconds']:.0f}s")
     return "\n".join(lines + [f"note: {n}" for n in notes])
+
+
+def auto_notes(rows) -> list:
+    """Per measurement: why auto picked what it did, and its speed against the fp32 and bf16 rows."""
+    notes = []
+    by = {(r["measurement"], r["precision"]): r for r in rows if r.get("value")}
+    for (w, prec), r in by.items():
+        if prec != "auto":
+            continue
+        parts = [f"{w} auto -> {r.get('computed_in')} ({r.get('precision_reason')})"]
+        for ref in ("fp32", "bf16"):
+            if (w, ref) in by:
+                parts.append(f"{r['value'] / by[(w, ref)]['value']:.2f}x {ref}")
+        notes.append("; ".join(parts))
+    return notes
 
 
 def json_safe(obj):

@@ -36,6 +36,7 @@ from ..runtimes import BACKENDS, ExportError
 from ..runtimes.onnx import generator_to_onnx
 from ..translator import Translator
 from .measure import Bench, BenchError, bench_spec, benched_methods, convert_methods, psnr_folders
+from ..runtime import has_native_precision
 
 RUNTIME_WHAT = ("convert-backends",)
 STUDENT_WHAT = ("convert-student",)
@@ -166,6 +167,8 @@ def _backends(bench: Bench, result: Dict[str, Any], log: Callable[[str], None]) 
             notes.append(f"convert-backends: {backend} refused: {e}")
             continue
         rows.append({**row, "backend": backend, **_quality(ref, bench.guard_outputs[key], "fp32 torch")})
+        if backend == "openvino" and has_native_precision(bench.s.device, "bf16"):
+            rows.append(_openvino_bf16(bench, method, onnx_file, ref, log))
     if "onnxruntime" in runtimes and importlib.util.find_spec("onnx") is not None:
         rows.append(_int8(bench, method, folder, ref, onnx_file, log))
     elif "onnxruntime" in runtimes:
@@ -173,6 +176,15 @@ def _backends(bench: Bench, result: Dict[str, Any], log: Callable[[str], None]) 
     for row in rows:
         row["weights"] = weights
     return rows
+
+
+def _openvino_bf16(bench: Bench, method: str, onnx_file: Path, ref: Path,
+                   log: Callable[[str], None]) -> Dict[str, Any]:
+    """OpenVINO with its bf16 inference hint (CPUs with AMX / AVX-512 BF16), the same graph and images."""
+    log("convert-backends openvino bf16 ...")
+    key = f"{method}_openvino_bf16"
+    row = _timed(bench.convert, method, "bf16", key=key, backend="openvino", onnx=onnx_file)
+    return {**row, "precision": "bf16", "backend": "openvino", **_quality(ref, bench.guard_outputs[key], "fp32 torch")}
 
 
 def _export_once(bench: Bench, folder: Path, log: Callable[[str], None]) -> Path:

@@ -92,8 +92,7 @@ def discriminator_loss(disc, disc_raw: nn.Module, real: torch.Tensor, fake: torc
     loss = 0.5 * (d_fake + d_real)
     losses = {"d_real": d_real, "d_fake": d_fake}
     if gan_mode == "wgan-gp":
-        with amp:
-            gp = gradient_penalty(disc_raw, real, fake.to(real.dtype))
+        gp = gradient_penalty(disc_raw, real, fake, amp)  # D's forward in the run's precision, the rest in fp32
         loss = loss + lambda_gp * gp
         losses["gp"] = gp
     return loss, losses, pred_real
@@ -122,8 +121,10 @@ def discriminator_kwargs(cfg, input_nc: int) -> dict:
 
 
 def adam(params, lr: float, betas, device: torch.device) -> torch.optim.Optimizer:
-    """Adam with the fastest available implementation for ``device`` (fused on CUDA)."""
-    kwargs = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    """Adam with the fastest available implementation for ``device``: the fused kernel on CUDA and
+    on CPUs (3.6x faster than ``foreach`` for 67 M fp32 parameters on one core of a Xeon with AMX,
+    where ``foreach`` took 30 % of a bf16 pix2pix step); ``foreach`` elsewhere."""
+    kwargs = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
     return torch.optim.Adam(params, lr=lr, betas=betas, **kwargs)
 
 

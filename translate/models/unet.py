@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..nn import check_bool, check_int, get_norm_layer, run_block
+from ..nn.gemm_conv import GemmConv2d, GemmConvTranspose2d
 
 
 class UnetGenerator(nn.Module):
@@ -85,7 +86,8 @@ class UnetGenerator(nn.Module):
         down = []
         for k in range(num_downs):
             in_ch = input_nc if k == 0 else widths[k - 1]
-            conv = nn.Conv2d(in_ch, widths[k], kernel_size=4, stride=2, padding=1, bias=use_bias)
+            # nn.Conv2d that trains on the small inner maps as one matrix product (translate.nn.gemm_conv)
+            conv = GemmConv2d(in_ch, widths[k], kernel_size=4, stride=2, padding=1, bias=use_bias)
             if k == 0:
                 layers = [conv]
             elif k == innermost:
@@ -105,11 +107,11 @@ class UnetGenerator(nn.Module):
             in_ch = widths[k] if k == innermost else 2 * widths[k]
             if k == 0:
                 # Last layer: always with bias, no norm, tanh to reach [-1, 1].
-                conv = nn.ConvTranspose2d(in_ch, output_nc, kernel_size=4, stride=2, padding=1)
+                conv = GemmConvTranspose2d(in_ch, output_nc, kernel_size=4, stride=2, padding=1)
                 layers = [nn.ReLU(), conv, nn.Tanh()]
             else:
                 out_ch = widths[k - 1]
-                conv = nn.ConvTranspose2d(
+                conv = GemmConvTranspose2d(
                     in_ch, out_ch, kernel_size=4, stride=2, padding=1, bias=use_bias
                 )
                 layers = [nn.ReLU(), conv, norm_layer(out_ch)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -25,7 +26,15 @@ class PerImageBatchNorm2d(nn.BatchNorm2d):
     """
 
     def forward(self, x):  # x: (B, C, H, W)
-        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+        # Batch statistics of one image are its own statistics: batch_norm on each image keeps
+        # the input's memory layout, where instance_norm would copy a channels_last input to
+        # contiguous and back (a third of a bf16 U-Net conversion on a CPU went into such copies).
+        # For one contiguous image this is the very computation instance_norm does. Exports and
+        # compilation keep instance_norm: a loop over the batch would fix the batch size in a graph.
+        if x.dim() != 4 or torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+            return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+        images = [F.batch_norm(xi, None, None, self.weight, self.bias, True, 0.0, self.eps) for xi in x.split(1)]
+        return images[0] if len(images) == 1 else torch.cat(images)
 
 
 def for_inference(net: nn.Module, batchnorm: str = "per_image", copy_net: bool = True) -> nn.Module:
@@ -60,3 +69,14 @@ def _swap_batchnorm(module: nn.Module) -> None:
             setattr(module, name, new)
         else:
             _swap_batchnorm(child)
+
+
+def cast_for_inference(net: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Cast an inference network's weights to ``dtype`` once (in place), instead of autocast casting
+    them again at every call; normalisation layers keep fp32 parameters and statistics (they take
+    ``dtype`` inputs and compute their statistics in fp32). Feed it ``dtype`` inputs."""
+    net.to(dtype)
+    for module in net.modules():
+        if isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
+            module.float()
+    return net

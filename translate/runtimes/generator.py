@@ -37,7 +37,7 @@ def use_backend(translator, backend: str, onnx: Optional[Union[str, Path]] = Non
     and ``translate bench``), but its differences are recorded in ``translator.backend_parity``.
 
     Raises:
-        ExportError: unknown backend, missing optional package, precision other than fp32, or a
+        ExportError: unknown backend, missing optional package, a precision the backend lacks, or a
             parity difference above ``tolerance``.
     """
     runtime = get_backend(backend)
@@ -47,21 +47,23 @@ def use_backend(translator, backend: str, onnx: Optional[Union[str, Path]] = Non
             runners = " or ".join(n for n, b in BACKENDS.items() if b.runs_onnx)
             raise ExportError(f"an ONNX file runs with --backend {runners}, not {backend}")
         return translator
-    if translator.precision != "fp32":
-        raise ExportError(f"the {backend} backend runs the fp32 graph; precision {translator.precision} is for torch")
+    if translator.precision not in runtime.precisions:
+        raise ExportError(f"the {backend} backend runs {' or '.join(runtime.precisions)}; precision "
+                          f"{translator.precision} is for torch")
+    reduced = translator.precision != "fp32"  # e.g. OpenVINO's bf16 hint: parity recorded, not held to fp32's tolerance
     if onnx is not None and len(translator.generators) != 1:
         raise ExportError("an ONNX file holds one generator; this translator has "
                           f"{' and '.join(translator.generators)}")
     for direction, net in list(translator.generators.items()):
         data = read_onnx(onnx) if onnx is not None else generator_to_onnx(net, translator.doc, direction)
         try:
-            run = runtime.make_runner(data, translator.device.type)
+            run = runtime.make_runner(data, translator.device.type, translator.precision)
         except ExportError:
             raise
         except Exception as e:
             raise ExportError(f"{backend} cannot run the {direction} generator: {first_line(e)}") from e
         quantized = onnx is not None and onnx_meta(data).get("quantized")
-        parity = check_runner(net, run, f"the {backend} backend", float("inf") if quantized else tolerance)
+        parity = check_runner(net, run, f"the {backend} backend", float("inf") if quantized or reduced else tolerance)
         translator.backend_parity[direction] = parity
         translator.generators[direction] = RuntimeGenerator(net, run, backend, parity)
     return translator

@@ -16,7 +16,7 @@ import os
 from typing import Optional
 
 from ..errors import UserError
-from ..runtime import PRECISIONS
+from ..runtime import AUTO, PRECISION_CHOICES
 from ..runtimes import list_backends
 from ..storage import parse_storage_options
 from ..translator import Translator
@@ -107,7 +107,8 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; others need a token)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
-    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="inference precision")
+    p.add_argument("--precision", default=AUTO, choices=PRECISION_CHOICES,
+                   help="inference precision (default auto: bf16 where the device runs it natively, else fp32)")
     p.add_argument("--backend", default="torch", choices=list_backends(),
                    help="runtime for the generator (as translate convert --backend; default torch)")
     p.add_argument("--max-batch", type=int, default=8, help="most same-size images per network call (default 8)")

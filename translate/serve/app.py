@@ -204,6 +204,7 @@ class Service:
                 for d, g in t.generators.items()}
         return {"version": __version__, "method": t.method, "directions": t.directions,
                 "generators": gens, "device": str(t.device), "precision": t.precision,
+                "precision_choice": t.precision_choice.to_json(),
                 "size_multiple": t.size_multiple, "tile_pixels": t.tile_pixels,
                 "formats": list(FORMATS), "limits": {k: v for k, v in asdict(self.options).items()
                                                      if k != "token"},

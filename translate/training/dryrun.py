@@ -20,7 +20,7 @@ import torch
 
 from ..config import RunConfig
 from ..memory import PeakMemory, rss_bytes
-from ..runtime import DeviceError, check_precision, resolve_device
+from ..runtime import DeviceError, resolve_device, resolve_precision
 from .pipeline import (EpochSampler, TrainingError, build_trainables, build_training_dataset, make_loader,
                        resolve_num_workers)
 
@@ -108,7 +108,7 @@ def dry_run(cfg: RunConfig, steps: int = STEPS) -> DryRun:
     cfg.validate()
     try:
         device = resolve_device(cfg.loop.device)
-        check_precision(cfg.loop.precision, device)
+        resolve_precision(cfg.loop.precision, device, work="train")  # checked; per net in the build
     except DeviceError as e:
         raise TrainingError(str(e)) from None
     steps = max(2, steps)

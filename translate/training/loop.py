@@ -30,7 +30,7 @@ from .. import distributed as D
 from ..checkpoint import save_translator
 from ..config import RunConfig
 from ..fsutil import describe_os_error, is_write_failure, recover_dir
-from ..runtime import DeviceError, check_precision, resolve_device, use_fast_kernels, warn_if_slow_precision
+from ..runtime import DeviceError, resolve_device, resolve_precision, use_fast_kernels, warn_if_slow_precision
 from .diagnostics import HealthReporter
 from .ema import GeneratorEMA
 from .health import (LoaderWorkerDied, NonFiniteError, NonFiniteTracker, StepGuard, batches, injected_nan_steps,
@@ -89,10 +89,10 @@ def train(cfg: RunConfig, resume: bool = False, argv: Optional[Sequence[str]] = 
                             "or pass evaluate=translate.evaluate.evaluate")
     try:
         device = resolve_device(cfg.loop.device)
-        check_precision(cfg.loop.precision, device)
+        precision = resolve_precision(cfg.loop.precision, device, work="train").precision  # checked; per net later
     except DeviceError as e:
         raise TrainingError(str(e)) from None
-    warn_if_slow_precision(device, cfg.loop.precision)
+    warn_if_slow_precision(device, precision)
     use_fast_kernels(device)  # fixed crop sizes: let cuDNN pick the fastest kernels
     dist_info = D.setup(device)
     run = None
@@ -123,6 +123,7 @@ class _Run:
         self.main = info.is_main
         self.evaluate_fn = evaluate
         self.parts = build_trainables(cfg, device, info.rank, info.enabled)
+        self.precision = self.parts.precision  # what runs, and why (auto decides per device and generator)
         self.method = self.parts.method
         self.dataset = build_training_dataset(cfg, self.method.size_multiple)
         self.model_config = dataclasses.asdict(cfg.model)
@@ -137,7 +138,7 @@ class _Run:
         if self.main:
             run_dir.mkdir(parents=True, exist_ok=True)
             recover_dir(run_dir / "translator")
-            write_run_json(run_dir, cfg, argv, device, resume, self.step, info.world_size)
+            write_run_json(run_dir, cfg, argv, device, resume, self.step, info.world_size, self.precision.to_json())
         self.sampler = EpochSampler(len(self.dataset), self.loop.seed, info.rank, info.world_size)
         self.steps_per_epoch = math.ceil(self.sampler.per_rank / self.loop.batch_size)
         self.total_epochs = self.loop.epochs + self.loop.epochs_decay
@@ -159,6 +160,10 @@ class _Run:
         for name, sched in p.schedulers.items():
             sched.load_state_dict(state["schedulers"][name])
         p.scalers.load_state_dict(state["scalers"])
+        saved = state.get("precision")
+        if saved and saved != self.precision.precision and info.is_main:
+            print(f"note: this run was trained in {saved} and now continues in {self.precision.describe()}; "
+                  "allowed, but it does not repeat the uninterrupted run exactly", file=sys.stderr)
         # Per-rank states when the world size is unchanged; otherwise every rank takes rank 0's.
         rank = info.rank if len(state["rng"]) == info.world_size else 0
         self.method.load_state_dict(state["method"][rank])
@@ -212,7 +217,7 @@ class _Run:
             info = self.info
             procs = f" x {info.world_size} processes ({info.backend})" if info.enabled else ""
             print(f"{cfg.method}: {self.dataset.describe()}; {self.steps_per_epoch} steps/epoch, training to step "
-                  f"{self.total_steps} on {self.device}{procs} ({self.loop.precision}); outputs in {run_dir}",
+                  f"{self.total_steps} on {self.device}{procs} in {self.precision.describe()}; outputs in {run_dir}",
                   file=sys.stderr)
 
     # ------------------------------------------------------------------ outputs
@@ -235,7 +240,7 @@ class _Run:
         save_state(self.run_dir, step=self.step, epoch=self.epoch, step_in_epoch=self.step_in_epoch,
                    model_config=self.model_config, nets=method.nets, optimizers=p.optimizers,
                    schedulers=p.schedulers, scalers=p.scalers, method_states=method_states, rng_states=rngs,
-                   ema=ema.state_dict() if ema is not None else None)
+                   ema=ema.state_dict() if ema is not None else None, precision=self.precision.precision)
         exported = ema.nets if ema is not None else method.nets
         save_translator(self.run_dir / "translator", self.cfg.method,
                         {dirn: exported[name] for dirn, name in method.generators.items()},
@@ -299,6 +304,7 @@ class _Run:
         from tqdm import tqdm
 
         self.pbar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                         desc=self.precision.precision,
                          file=sys.stderr, disable=None if self.main else True)
         self.sums: Dict[str, torch.Tensor] = {}
         self.window_start, self.window_steps, self.window_good = time.perf_counter(), 0, 0

@@ -2,8 +2,9 @@
 
 - the data path: the dataset a run configuration describes, the (epoch, index) sampler and
   dataset wrapper, the worker initialisation and the one ``DataLoader`` construction;
-- the trainable parts: the method with its optimizers, LR schedulers, gradient scalers and
-  autocast context, and :meth:`Trainables.step`, one optimisation step as the loop runs it;
+- the trainable parts: the method with its optimizers, LR schedulers, gradient scalers, the
+  precision chosen for it (``--precision auto``: per device and generator) and its autocast
+  context, and :meth:`Trainables.step`, one optimisation step as the loop runs it;
 - the fixed sample batch and the preprocessing record written into the translator folder.
 
 Reproducibility: item ``i`` of epoch ``e`` is a pure function of (seed, e, i) (see
@@ -29,7 +30,7 @@ from ..data import build_dataset, detect_layout
 from ..methods import Method, build_method, get_method, list_methods
 from ..methods.common import linear_decay
 from ..nn import set_grad_checkpoint
-from ..runtime import Scalers, autocast
+from ..runtime import PrecisionChoice, Scalers, autocast, resolve_precision
 
 
 class TrainingError(UserError):
@@ -214,6 +215,7 @@ class Trainables:
     scalers: Scalers
     amp: Any  # the autocast context of the run's precision
     device: torch.device
+    precision: PrecisionChoice  # what the run computes in, and why (``--precision auto`` decides per net)
 
     def step(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """One optimisation step on a loader batch; returns the method's detached losses."""
@@ -291,5 +293,12 @@ def build_trainables(cfg: RunConfig, device: torch.device, rank: int = 0, distri
     optimizers = method.make_optimizers(loop)
     factor = linear_decay(loop.epochs, loop.epochs_decay)
     schedulers = {n: torch.optim.lr_scheduler.LambdaLR(o, factor) for n, o in optimizers.items()}
-    return Trainables(method, optimizers, schedulers, Scalers(optimizers, loop.precision, device),
-                      autocast(device, loop.precision), device)
+    choice = resolve_precision(loop.precision, device, work="train", arch=generator_arch(method))
+    return Trainables(method, optimizers, schedulers, Scalers(optimizers, choice.precision, device),
+                      autocast(device, choice.precision), device, choice)
+
+
+def generator_arch(method: Method) -> str:
+    """The architecture name of the method's (first) exported generator, e.g. "unet_256"."""
+    net = method.nets[next(iter(method.generators.values()))]
+    return getattr(net, "arch", type(net).__name__)

@@ -42,11 +42,14 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 
 def save_state(run_dir: Path, *, step: int, epoch: int, step_in_epoch: int, model_config: Dict[str, Any],
-               nets, optimizers, schedulers, scalers, method_states, rng_states, ema=None) -> Path:
+               nets, optimizers, schedulers, scalers, method_states, rng_states, ema=None,
+               precision: Optional[str] = None) -> Path:
     """Write the resume state atomically; returns its path.
 
     ``method_states`` and ``rng_states`` hold one entry per process (rank order): under torchrun
     each rank has its own random stream and image pools, and gets them back on resume.
+    ``precision`` is what the steps so far computed in ("fp32", "bf16", "fp16"): a resume in
+    another one is allowed and says so.
     """
     state = {
         "version": STATE_VERSION,
@@ -61,6 +64,8 @@ def save_state(run_dir: Path, *, step: int, epoch: int, step_in_epoch: int, mode
         "method": method_states,
         "rng": rng_states,
     }
+    if precision is not None:
+        state["precision"] = precision
     if ema is not None:
         state["ema"] = ema  # averaged generator weights, name -> state dict
     path = Path(run_dir) / STATE_FILE
@@ -109,18 +114,22 @@ def check_same_model(saved: Dict[str, Any], current: Dict[str, Any], run_dir: Pa
 
 
 def write_run_json(run_dir: Path, cfg: RunConfig, argv: Optional[Sequence[str]], device, resume: bool, step: int,
-                   world_size: int = 1) -> None:
-    """Write ``run.json`` (configuration, command line, versions); a resume appends an entry."""
+                   world_size: int = 1, precision: Optional[Dict[str, Any]] = None) -> None:
+    """Write ``run.json`` (configuration, command line, versions); a resume appends an entry.
+
+    ``precision`` is the chosen precision (``PrecisionChoice.to_json()``: requested, precision,
+    reason, machine); ``config.loop.precision`` keeps what was asked for (e.g. "auto").
+    """
     path = run_dir / "run.json"
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if resume and path.exists():
         doc = json.loads(path.read_text(encoding="utf-8"))
         doc.setdefault("resumes", []).append({"argv": list(argv or []), "step": step, "time": now,
                                               "device": str(device), "processes": world_size,
-                                              "config": cfg.to_dict()})
+                                              "precision": precision, "config": cfg.to_dict()})
     else:
         doc = {"config": cfg.to_dict(), "argv": list(argv or []), "created": now, "device": str(device),
-               "processes": world_size, "versions": versions()}
+               "processes": world_size, "precision": precision, "versions": versions()}
     atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
 
 
