@@ -90,13 +90,19 @@ def test_flat_generator_is_flagged(tmp_path):
 
 @pytest.mark.slow
 def test_a_healthy_demo_run_raises_none(tmp_path):
-    from translate.demo import run_demo
+    from translate.config import RunConfig
+    from translate.demo import make_dataset
 
-    assert run_demo(out=str(tmp_path / "ck"), data=str(tmp_path / "d"), minutes=1.0, device="cpu") == 0
-    log = tmp_path / "ck" / "demo" / "log.jsonl"
-    steps = [json.loads(x)["step"] for x in log.read_text().splitlines()]
-    assert max(steps) >= 50  # at least one sample check ran
-    assert _events(tmp_path / "ck" / "demo") == []
+    # the demo's data and networks (translate demo), with a step budget instead of a time budget
+    root = make_dataset(tmp_path / "d", n_train=24, n_test=2)
+    cfg = RunConfig.from_dict({
+        "method": "pix2pix", "name": "demo", "checkpoints_dir": str(tmp_path / "ck"),
+        "data": {"root": str(root), "direction": "AtoB", "load_size": 64, "crop_size": 64},
+        "model": {"netG": "unet", "num_downs": 6, "ngf": 32, "ndf": 32},
+        "loop": {"epochs": 1000, "epochs_decay": 0, "max_steps": 60, "log_every": 10, "health_every": 10,
+                 "batch_size": 4, "sample_count": 6}})
+    run = train(cfg).run_dir
+    assert _events(run) == []
 
 
 def test_findings_show_in_info_and_plot(tmp_path):

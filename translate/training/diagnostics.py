@@ -19,6 +19,9 @@ import torch
 from ..metrics import ssim
 
 
+CHECK_IMAGES = 2  # images of the sample batch each check translates (the cost: 2 generator forwards)
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """When a finding's condition holds (see docs/health.md)."""
@@ -184,7 +187,8 @@ class HealthReporter:
         """Check the sample batch when ``step`` is due (every ``loop.health_every`` steps)."""
         if not self.every or step % self.every:
             return
-        pairs = generator_pairs(self.method, fixed, amp, self.cfg.data.generator_direction)
+        few = {k: v[:CHECK_IMAGES] for k, v in fixed.items()}  # two images: collapse needs a pair, no more
+        pairs = generator_pairs(self.method, few, amp, self.cfg.data.generator_direction)
         self._report(self.diagnostics.on_samples(step, pairs, lr / self.cfg.loop.lr if self.cfg.loop.lr else 1.0))
 
     def _report(self, events: List[Dict]) -> None:

@@ -45,6 +45,7 @@ class DryRun:
     total_steps: int  # the run's requested end
     grad_checkpoint: bool = False
     process_peak_bytes: Optional[int] = None  # CPU: the whole process's peak resident size (VmHWM)
+    extra_bytes: int = 0  # what a real run holds beyond the steps: weight average + checkpoint serialisation
     step_times: List[float] = field(default_factory=list)
 
     @property
@@ -66,6 +67,9 @@ class DryRun:
             f"  parameters:      {params} (total {total / 1e6:.2f}M)",
             f"  peak memory:     {_gib(self.peak_memory_bytes)} during a training step ({_kind(self.peak_memory_kind)})"
             + (f"; the process peaked at {_gib(self.process_peak_bytes)}" if self.process_peak_bytes else ""),
+            *([f"  run estimate:    {_gib(self.process_peak_bytes + self.extra_bytes)} process peak with the weight "
+               f"average and the in-memory copy of a checkpoint being saved (+{_gib(self.extra_bytes)})"]
+              if self.process_peak_bytes else []),
             f"  seconds/step:    {self.step_seconds:.3g} (median of {self.steps - 1} steps after the first, which "
             f"took {self.first_step_seconds:.3g}; data loading and checkpoints not included)",
             f"  to the end:      {self.total_steps} steps, about {_duration(self.seconds_to_end)}",
@@ -136,7 +140,25 @@ def dry_run(cfg: RunConfig, steps: int = STEPS) -> DryRun:
         peak_memory_bytes=int(mem.peak or 0), peak_memory_kind=mem.kind, first_step_seconds=times[0],
         step_seconds=statistics.median(times[1:]), steps=len(times), total_steps=total_steps(cfg, len(dataset)),
         grad_checkpoint=cfg.loop.grad_checkpoint, step_times=times,
-        process_peak_bytes=rss_bytes("VmHWM") if device.type == "cpu" else None)
+        process_peak_bytes=rss_bytes("VmHWM") if device.type == "cpu" else None,
+        extra_bytes=_run_extra_bytes(cfg, parts))
+
+
+def _tensor_bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if torch.is_tensor(t))
+
+
+def _run_extra_bytes(cfg: RunConfig, parts) -> int:
+    """Memory a real run holds that the measured steps do not: the generators' weight average
+    (``loop.ema_decay``) and the serialised checkpoint (nets, optimizer state, average) that
+    ``torch.save`` builds in memory before the atomic write."""
+    method = parts.method
+    nets = _tensor_bytes(t for net in method.nets.values() for t in net.state_dict().values())
+    ema = 0
+    if cfg.loop.ema_decay > 0:
+        ema = _tensor_bytes(t for name in method.generators.values() for t in method.nets[name].state_dict().values())
+    optim = _tensor_bytes(t for opt in parts.optimizers.values() for st in opt.state.values() for t in st.values())
+    return ema + nets + optim + ema
 
 
 def _batches(loader, sampler: EpochSampler, n: int) -> List[Dict[str, torch.Tensor]]:
