@@ -58,7 +58,7 @@ def test_dry_run_measures_and_writes_nothing(ab_data, tmp_path):
     env = {**__import__("os").environ, "PYTHONPATH": str(repo_root())}
     proc = subprocess.run([sys.executable, "-m", "translate", "train", "pix2pix", "--data", str(ab_data), "--name",
                            "run", "--checkpoints-dir", str(tmp_path / "ck"), "--preset", "tiny", "--batch-size", "2",
-                           "--max-steps", "40", "--epochs", "100", "--dry-run"], capture_output=True, text=True, env=env, timeout=300)
+                           "--max-steps", "40", "--epochs", "100", "--precision", "fp32", "--dry-run"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "dry run of pix2pix: batch 2 of 3x32x32 inputs on cpu (fp32)" in out

@@ -48,7 +48,7 @@ def use_backend(translator, backend: str, onnx: Optional[Union[str, Path]] = Non
             raise ExportError(f"an ONNX file runs with --backend {runners}, not {backend}")
         return translator
     if translator.precision not in runtime.precisions:
-        raise ExportError(f"the {backend} backend runs {' or '.join(runtime.precisions)}; precision "
+        raise ExportError(f"the {backend} backend runs the {' or '.join(runtime.precisions)} graph; precision "
                           f"{translator.precision} is for torch")
     reduced = translator.precision != "fp32"  # e.g. OpenVINO's bf16 hint: parity recorded, not held to fp32's tolerance
     if onnx is not None and len(translator.generators) != 1:

@@ -134,7 +134,7 @@ def dry_run(cfg: RunConfig, steps: int = STEPS) -> DryRun:
             _sync(device)
             times.append(time.perf_counter() - t0)
     return DryRun(
-        method=cfg.method, device=str(device), precision=cfg.loop.precision, batch_size=cfg.loop.batch_size,
+        method=cfg.method, device=str(device), precision=parts.precision.precision, batch_size=cfg.loop.batch_size,
         input_shape=list(batches[0]["a"].shape), parameters={name: sum(p.numel() for p in net.parameters())
                                                             for name, net in method.nets.items()},
         peak_memory_bytes=int(mem.peak or 0), peak_memory_kind=mem.kind, first_step_seconds=times[0],
