@@ -77,6 +77,7 @@ def _private_definitions(pkg: Package, trees) -> Dict[str, Set[str]]:
 # convenience entry to the folder job in convert, imported only when it is called.
 DECLARED_UPWARD = {("translate.translator", "translate.convert")}
 DECLARED_UPWARD.add(("translate.translator", "translate.export"))  # Translator.load(backend=...)
+DECLARED_UPWARD.add(("translate.translator", "translate.video"))  # Translator.translate_video
 
 
 def check_package(root: Path, declared=frozenset()) -> Dict[str, List[str]]:

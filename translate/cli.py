@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="with --backend onnxruntime/openvino: run this ONNX file (e.g. from translate export "
                            "--quantize int8) instead of exporting")
     conv.add_argument("--compile", action="store_true", help="run the torch generator through torch.compile")
+    _add_video_options(conv)
     conv.set_defaults(func=_cmd_convert)
 
     from .bench import add_bench_parser
@@ -262,6 +263,34 @@ def _cmd_distill(args, argv) -> int:
     return 0
 
 
+def _add_video_options(conv) -> None:
+    vid = conv.add_argument_group(
+        "videos", "Videos among the inputs (.mp4 .mov .mkv .webm .avi, also recognised by content) become videos of "
+                  "the same name, with their timing, rotation, sound and subtitles kept; INPUT a video and OUTPUT a "
+                  "video file name converts that one file (docs/video.md). Needs the [video] extra (PyAV).")
+    vid.add_argument("--codec", default=None,
+                     help="output video codec: h264 (default; vp9 for .webm), hevc, vp9, av1, ffv1 (lossless); one "
+                          "the installed FFmpeg lacks is refused with the list of those it has")
+    vid.add_argument("--crf", type=int, default=None, help="quality of lossy codecs, lower is better (default: "
+                                                           "h264 18, hevc 22, vp9 32, av1 32)")
+    vid.add_argument("--frames", default=None, metavar="START:END",
+                     help="convert only frames START to END-1 (a preview; the output starts at time 0)")
+    vid.add_argument("--every", type=int, default=1, metavar="N",
+                     help="convert every N-th frame (a preview; kept frames keep their timestamps)")
+    vid.add_argument("--temporal", default="none", choices=["none", "flow"],
+                     help="flow: blend the previous output, warped by the optical flow between the input frames, "
+                          "where the flow holds (less flicker)")
+    vid.add_argument("--temporal-strength", type=float, default=0.6,
+                     help="weight of the warped previous output with --temporal flow, in [0, 1)")
+
+
+def _video_options(args):
+    from .video import VideoOptions, parse_frames
+
+    return VideoOptions(codec=args.codec, crf=args.crf, frames=parse_frames(args.frames), every=args.every,
+                        temporal=args.temporal, temporal_strength=args.temporal_strength).check()
+
+
 def _cmd_convert(args, argv) -> int:
     from .convert import convert_folder
 
@@ -272,7 +301,7 @@ def _cmd_convert(args, argv) -> int:
         direction=args.direction, batch_size=args.batch_size, ext=args.ext, quality=args.quality,
         overwrite=args.overwrite, in_place_ok=args.in_place_ok, resize=args.resize, max_pixels=args.max_pixels,
         workers=args.workers, paths=paths, backend=args.backend, onnx=args.onnx, compile=args.compile,
-        **({"instance_dir": args.instance_dir} if args.instance_dir else {}))
+        video=_video_options(args), **({"instance_dir": args.instance_dir} if args.instance_dir else {}))
     summary = job.summary
     if job.is_main:
         for path, reason in summary.failures:

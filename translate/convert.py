@@ -91,11 +91,64 @@ def list_inputs(input: Union[str, Path], paths: Optional[Sequence[Union[str, Pat
     if input.is_file():
         return _abs(input).parent, [_abs(input)]
     if input.is_dir():
-        files = list_images(input)
+        files = list_images(input) + _list_videos(input)
         if not files:
-            raise ConvertError(f"{input} holds no images (jpg, jpeg, png, bmp, tif, tiff, webp)")
+            raise ConvertError(f"{input} holds no images (jpg, jpeg, png, bmp, tif, tiff, webp) and no videos")
         return _abs(input), [_abs(f) for f in files]
     raise ConvertError(f"input {input} does not exist")
+
+
+# ---------------------------------------------------------------- videos (translate.video does the work)
+def _list_videos(folder: Path) -> List[Path]:
+    from .data.io import IMAGE_EXTENSIONS
+    from .data.video import list_videos
+
+    return list_videos(folder, skip_suffixes=IMAGE_EXTENSIONS)
+
+
+def _split_videos(files: List[Path]) -> Tuple[List[Path], List[Path]]:
+    """(images, videos) of the input files; videos are recognised by name or content."""
+    from .data.video import is_video_file
+
+    videos = [f for f in files if is_video_file(f)]
+    chosen = set(videos)
+    return [f for f in files if f not in chosen], videos
+
+
+def _video_file_job(input, output) -> bool:
+    """``convert CKPT clip.mp4 out.mp4``: one video in, and OUTPUT names a video file, not a folder."""
+    from .data.video import VIDEO_EXTENSIONS, is_video_file
+
+    return (str(input) != "-" and Path(input).is_file() and is_video_file(input)
+            and Path(output).suffix.lower() in VIDEO_EXTENSIONS and not Path(output).is_dir())
+
+
+def _convert_videos_into(summary: ConvertSummary, translator, todo, video, **kwargs) -> None:
+    """Convert the videos of a job and count them in ``summary`` (see translate/video.py)."""
+    from .video import convert_videos
+
+    if todo:
+        done = convert_videos(translator, todo, options=video, **kwargs)
+        summary.converted += done.converted
+        summary.skipped += done.skipped
+        summary.failures.extend(done.failures)
+        summary.interrupted = summary.interrupted or done.interrupted
+
+
+def _convert_video_file(translator, input, output, direction, batch_size, video, overwrite, progress,
+                        resize) -> ConvertSummary:
+    """One video into the named output file; a failure is also listed in failed.jsonl next to it."""
+    output = Path(output)
+    if _real(output) == _real(input):
+        raise ConvertError(f"output {output} is the input video; choose another name")
+    summary = ConvertSummary(output=output.parent, total=1)
+    t0 = time.perf_counter()
+    _convert_videos_into(summary, translator, [(_abs(input), _abs(output))], video, direction=direction,
+                         batch_size=batch_size, overwrite=overwrite, progress=progress, resize=resize)
+    summary.seconds = time.perf_counter() - t0
+    if summary.failures:
+        write_failures_file(output.parent, summary.failures)
+    return summary
 
 
 def _abs(p) -> Path:
@@ -162,7 +215,7 @@ def convert(translator, input, output, *, direction: Optional[str] = None, batch
             in_place_ok: bool = False, resize=None, max_pixels: Optional[int] = None,
             workers: Optional[int] = None, paths: Optional[Sequence] = None, progress: bool = True,
             shard: Tuple[int, int] = (0, 1), write_failures: bool = True,
-            clean_temp: bool = True, after_plan=None, instance_dir=None) -> ConvertSummary:
+            clean_temp: bool = True, after_plan=None, instance_dir=None, video=None) -> ConvertSummary:
     """Translate every image of ``input`` into ``output``, mirroring relative paths.
 
     Args:
@@ -188,6 +241,8 @@ def convert(translator, input, output, *, direction: Optional[str] = None, batch
             barrier, so no rank plans while another already writes).
         instance_dir: for label translators trained with instance boundaries: the folder of
             instance-ID maps, matched to the inputs by relative path without extension.
+        video: :class:`translate.video.VideoOptions` for the videos among the inputs (each
+            becomes a video of the same name); ``convert(t, "clip.mp4", "out.mp4")`` writes one file.
 
     Returns:
         ConvertSummary; its ``failures`` are also written to ``output/failed.jsonl``.
@@ -202,22 +257,32 @@ def convert(translator, input, output, *, direction: Optional[str] = None, batch
         raise ConvertError(f"quality must be within 1-100, got {quality}")
     direction = translator.pick_direction(direction)
     max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    if _video_file_job(input, output):
+        return _convert_video_file(translator, input, output, direction, batch_size, video, overwrite,
+                                   progress, resize)
     output = Path(output)
     base, files = list_inputs(input, paths)
-    todo, skipped, failures = plan(base, files, output, ext, overwrite, in_place_ok,
-                                   folder_input=str(input) != "-" and Path(input).is_dir())
+    files, videos = _split_videos(files)
+    folder_input = str(input) != "-" and Path(input).is_dir()
+    todo, skipped, failures = plan(base, files, output, ext, overwrite, in_place_ok, folder_input=folder_input)
+    vtodo, vskipped, vfailures = plan(base, videos, output, "same", overwrite, in_place_ok, folder_input)
     if after_plan is not None:
         after_plan()
     rank, world = shard
-    todo = todo[rank::world]
+    todo, vtodo = todo[rank::world], vtodo[rank::world]
+    skipped, failures = skipped + vskipped, failures + vfailures
     if rank != 0:
-        files, skipped, failures = [], 0, []
+        files, videos, skipped, failures = [], [], 0, []
     output.mkdir(parents=True, exist_ok=True)
     if clean_temp:
         remove_stale_temp_files(output)
-    summary = ConvertSummary(output=output, total=len(files), skipped=skipped, failures=failures)
+    summary = ConvertSummary(output=output, total=len(files) + len(videos), skipped=skipped, failures=failures)
     workers = workers or max(2, min(8, (os.cpu_count() or 2)))
     t0 = time.perf_counter()
+    _convert_videos_into(summary, translator, vtodo, video, direction=direction, batch_size=batch_size,
+                         overwrite=overwrite, progress=progress, resize=resize)
+    if summary.interrupted:
+        todo = []
 
     labels = getattr(translator, "labels", None)
     instances = _instance_maps(labels, instance_dir)

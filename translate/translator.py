@@ -374,6 +374,26 @@ class Translator:
 
         return convert(self, input, output, **options)
 
+    def translate_frames(self, frames, direction: Optional[str] = None, batch_size: int = 4, **options):
+        """Translate an iterable of (H, W, C) frames lazily, a batch at a time (a generator, in order).
+
+        For pipelines with their own decoder; ``options``: ``temporal="flow"``,
+        ``temporal_strength``, ``resize`` (see :func:`translate.frames.translate_frames`).
+        """
+        from .frames import translate_frames
+
+        return translate_frames(self, frames, direction, batch_size, **options)
+
+    def translate_video(self, src, dst, direction: Optional[str] = None, **options):
+        """Translate the video file ``src`` into ``dst``, keeping its timing, rotation, sound and subtitles.
+
+        See :func:`translate.video.convert_video` for the options (batch_size, options=VideoOptions(...),
+        overwrite, progress, resize); returns its :class:`translate.video.VideoResult`.
+        """
+        from .video import convert_video
+
+        return convert_video(self, src, dst, direction=direction, **options)
+
     def __repr__(self) -> str:
         return (f"Translator({self.method}, directions={self.directions}, device={self.device}, "
                 f"precision={self.precision})")
