@@ -260,7 +260,9 @@ def _translate_stage(translator, pipe: _Pipeline, direction, batch_size: int, re
             pipe.put(pipe.translated, item)
             continue
         batch.append(item)
-        if len(batch) >= batch_size:
+        h, w = item[1].shape[:2]
+        # at most the tile pixel budget per network call (large frames go one at a time, tiled if needed)
+        if len(batch) >= max(1, min(batch_size, translator.tile_pixels // (h * w))):
             flush()
     if batch:
         flush()
