@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from .data.video import Frame, VideoReader, VideoReadError, describe_error, quiet, require_av, rotate
-from .data.video_write import VideoWriter, container_format, pick_codec
+from .data.video_write import VideoWriter, check_codec, container_format, pick_codec
 from .errors import ArgumentError
 from .fsutil import TEMP_SUFFIX, UMASK
 from .frames import translate_batch
@@ -73,10 +73,14 @@ class VideoOptions:
             start, end = self.frames
             if start < 0 or (end is not None and end <= start):
                 raise ArgumentError(f"--frames START:END needs 0 <= START < END, got {start}:{end}")
+        if not 0.0 <= self.temporal_strength < 1.0:
+            raise ArgumentError(f"--temporal-strength must be within [0, 1), got {self.temporal_strength}")
         try:
             make_smoother(self.temporal, self.temporal_strength)
         except ValueError as e:
             raise ArgumentError(str(e)) from None
+        if self.codec not in (None, "auto"):
+            check_codec(self.codec)
         return self
 
     def keeps(self, index: int) -> bool:

@@ -79,18 +79,25 @@ def container_format(path: PathLike) -> str:
     return FORMATS.get(Path(path).suffix.lower(), "mp4")
 
 
-def pick_codec(name: Optional[str], path: PathLike) -> str:
-    """The codec to write ``path`` with: ``name``, or the default for its container (VP9 for WebM,
-    else H.264). Raises ArgumentError for unknown or uninstalled codecs and impossible pairs."""
-    fmt = container_format(path)
-    if name in (None, "auto"):
-        name = "vp9" if fmt == "webm" else "h264"
+def check_codec(name: str) -> str:
+    """``name`` when it is a :data:`CODECS` name the installed FFmpeg can encode; else ArgumentError
+    listing the valid names, or those this FFmpeg has."""
     if name not in CODECS:
         raise ArgumentError(f"unknown video codec {name!r}; valid: {', '.join(CODECS)}")
     available = list_codecs()
     if name not in available:
         raise ArgumentError(f"video codec {name} ({CODECS[name].encoder}) is not in this FFmpeg; "
                             f"available: {', '.join(available)}")
+    return name
+
+
+def pick_codec(name: Optional[str], path: PathLike) -> str:
+    """The codec to write ``path`` with: ``name``, or the default for its container (VP9 for WebM,
+    else H.264). Raises ArgumentError for unknown or uninstalled codecs and impossible pairs."""
+    fmt = container_format(path)
+    if name in (None, "auto"):
+        name = "vp9" if fmt == "webm" else "h264"
+    check_codec(name)
     if fmt == "webm" and name not in _WEBM_CODECS:
         raise ArgumentError(f"{Path(path).name}: a WebM file holds only {' or '.join(_WEBM_CODECS)} video, "
                             f"not {name}; use --codec vp9 or an .mp4/.mkv output")
