@@ -60,6 +60,16 @@ def test_lossless_identity_keeps_frames_timing_sound_and_odd_size(tmp_path):
     assert _no_temp_files(tmp_path)
 
 
+def test_subtitles_are_copied(tmp_path):
+    src = make_clip(tmp_path / "in.mkv", audio="libopus", subtitles=True)
+    dst = tmp_path / "out.mkv"
+    convert_video(identity_translator(), src, dst, progress=False)
+    a, b = probe(src), probe(dst)
+    assert b["streams"] == a["streams"] == ["video", "audio", "subtitle"]
+    assert b["subtitles"] == a["subtitles"] == [(b"Hello", Fraction(1, 10)), (b"World", Fraction(1, 2))]
+    assert b["audio"] == a["audio"] and b["times"] == a["times"]
+
+
 def test_default_h264_keeps_timing_and_aac_sound(tmp_path):
     src = make_clip(tmp_path / "in.mp4", frames=6, audio="aac")
     dst = tmp_path / "out.mp4"

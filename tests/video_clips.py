@@ -42,7 +42,8 @@ def make_clip(path: Path, frames: int = 8, width: int = 48, height: int = 32, co
         if audio:
             aus = out.add_stream(audio, rate=48000)
             aus.layout = "mono"
-        sub = out.add_stream("mov_text" if path.suffix in (".mp4", ".mov") else "subrip") if subtitles else None
+        srt = _subtitle_source(av, path) if subtitles else None
+        sub = out.add_stream_from_template(srt.streams.subtitles[0]) if srt else None
         for i, p in enumerate(pts):
             f = av.VideoFrame.from_ndarray(shapes_frame(i, width, height), format="rgb24")
             f.pts, f.time_base = p, time_base
@@ -53,8 +54,19 @@ def make_clip(path: Path, frames: int = 8, width: int = 48, height: int = 32, co
         if aus is not None:
             _write_tone(av, out, aus, duration)
         if sub is not None:
-            _ = sub  # a subtitle stream without cues is enough to check it is copied
+            for pkt in srt.demux(srt.streams.subtitles[0]):
+                if pkt.dts is not None:
+                    pkt.stream = sub
+                    out.mux(pkt)
+            srt.close()
     return path
+
+
+def _subtitle_source(av, path: Path):
+    """Two SubRip cues, opened as an input whose packets are muxed into the clip (Matroska)."""
+    srt = path.with_suffix(".srt")
+    srt.write_text("1\n00:00:00,100 --> 00:00:00,400\nHello\n\n2\n00:00:00,500 --> 00:00:00,700\nWorld\n")
+    return av.open(str(srt))
 
 
 def _write_tone(av, out, stream, seconds: float) -> None:
@@ -92,14 +104,16 @@ def probe(path: Path) -> dict:
             rot = f.rotation if rot is None else rot
         size = (vs.codec_context.width, vs.codec_context.height)
         streams = [s.type for s in c.streams]
-    audio = []
+    audio, subs = [], []
     with av.open(str(path)) as c:
-        if c.streams.audio:
-            for pkt in c.demux(c.streams.audio[0]):
-                if pkt.dts is not None:
-                    audio.append((bytes(pkt), Fraction(pkt.pts) * Fraction(pkt.time_base)))
+        for kind, found in (("audio", audio), ("subtitles", subs)):
+            for stream in getattr(c.streams, kind)[:1]:
+                for pkt in c.demux(stream):
+                    if pkt.dts is not None:
+                        found.append((bytes(pkt), Fraction(pkt.pts) * Fraction(pkt.time_base)))
+                c.seek(0)
     return {"times": times, "frames": frames, "size": size,
-            "rotation": rot or 0, "audio": audio, "streams": streams}
+            "rotation": rot or 0, "audio": audio, "subtitles": subs, "streams": streams}
 
 
 def identity_translator(seen: Optional[list] = None):

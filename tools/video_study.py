@@ -138,7 +138,8 @@ def _farneback(cur: np.ndarray, prev: np.ndarray):
     return back, consistent(back, fwd)
 
 
-def quality(t: Translator, frames: List[np.ndarray], study: Path, strengths: List[float], batch: int) -> Dict:
+def quality(t: Translator, frames: List[np.ndarray], study: Path, strengths: List[float], presets: List[str],
+            batch: int) -> Dict:
     cam = json.loads((study / "camera.json").read_text())
     size = tuple(cam["size"])
     mats = [np.array(m) for m in cam["affine"]]
@@ -148,8 +149,10 @@ def quality(t: Translator, frames: List[np.ndarray], study: Path, strengths: Lis
     inception, _ = metrics.load_inception()
     real = _features(inception, labels)
     outputs = {"none": list(t.translate_frames(frames, batch_size=batch))}
-    for s in strengths:
-        outputs[f"flow {s}"] = list(t.translate_frames(frames, batch_size=batch, temporal="flow", temporal_strength=s))
+    for preset in presets:
+        for s in strengths:
+            outputs[f"flow {s} {preset}"] = list(t.translate_frames(frames, batch_size=batch, temporal="flow",
+                                                                    temporal_strength=s, flow_preset=preset))
     feats = {k: _features(inception, v) for k, v in outputs.items()}
     rows = {}
     for name, outs in outputs.items():
@@ -218,7 +221,7 @@ def measure(args) -> None:
               "precision": args.precision, "batch_size": args.batch_size, "argv": sys.argv,
               "machine_before": _machine()}
     if not args.skip_quality:
-        report["quality"] = quality(t, frames, study, args.strengths, args.batch_size)
+        report["quality"] = quality(t, frames, study, args.strengths, args.presets, args.batch_size)
     if not args.skip_speed:
         report["throughput"] = throughput(t, study, frames, args.batch_size, args.repeats)
     report["machine_after"] = _machine()
@@ -243,6 +246,7 @@ def main(argv=None) -> int:
     m.add_argument("--checkpoint", required=True)
     m.add_argument("--dir", required=True)
     m.add_argument("--strengths", type=float, nargs="+", default=[0.4, 0.6, 0.8])
+    m.add_argument("--presets", nargs="+", default=["fast", "medium"], help="DIS flow presets to compare")
     m.add_argument("--batch-size", type=int, default=4)
     m.add_argument("--precision", default="fp32")
     m.add_argument("--repeats", type=int, default=2)

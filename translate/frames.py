@@ -13,7 +13,7 @@ from typing import Iterable, Iterator, List, Optional
 import numpy as np
 import torch
 
-from .temporal import make_smoother
+from .temporal import DEFAULT_PRESET, DEFAULT_STRENGTH, make_smoother
 
 
 def translate_batch(translator, images: List[np.ndarray], direction: Optional[str] = None,
@@ -32,7 +32,7 @@ def translate_batch(translator, images: List[np.ndarray], direction: Optional[st
 
 def translate_frames(translator, frames: Iterable[np.ndarray], direction: Optional[str] = None,
                      batch_size: int = 4, temporal: str = "none", temporal_strength: Optional[float] = None,
-                     resize=None) -> Iterator[np.ndarray]:
+                     resize=None, flow_preset: str = DEFAULT_PRESET) -> Iterator[np.ndarray]:
     """Translate frames lazily, in order, ``batch_size`` at a time.
 
     Args:
@@ -45,6 +45,7 @@ def translate_frames(translator, frames: Iterable[np.ndarray], direction: Option
         temporal_strength: blending weight for "flow" (default
             :data:`translate.temporal.DEFAULT_STRENGTH`).
         resize: see :meth:`translate.Translator.__call__`.
+        flow_preset: DIS optical-flow preset for "flow" (see :class:`translate.temporal.DISFlow`).
 
     Yields:
         One translated array per input frame, same order, size and dtype.
@@ -52,7 +53,8 @@ def translate_frames(translator, frames: Iterable[np.ndarray], direction: Option
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     direction = translator.pick_direction(direction)
-    smoother = make_smoother(temporal, *([] if temporal_strength is None else [temporal_strength]))
+    smoother = make_smoother(temporal, DEFAULT_STRENGTH if temporal_strength is None else temporal_strength,
+                             flow_preset)
     batch: List[np.ndarray] = []
 
     def flush():

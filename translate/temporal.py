@@ -61,11 +61,22 @@ def consistent(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
     return inside & ((loop ** 2).sum(-1) <= bound)
 
 
-class DISFlow:
-    """OpenCV DIS optical flow between two RGB frames (one instance per thread)."""
+DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+DEFAULT_PRESET = "fast"
 
-    def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM):
-        self._dis = cv2.DISOpticalFlow_create(preset)
+
+class DISFlow:
+    """OpenCV DIS optical flow between two RGB frames (one instance per thread).
+
+    Args:
+        preset: "ultrafast", "fast" or "medium" (OpenCV's DIS presets; docs/video.md compares them).
+    """
+
+    def __init__(self, preset: str = DEFAULT_PRESET):
+        if preset not in DIS_PRESETS:
+            raise ValueError(f"unknown DIS preset {preset!r}; valid: {', '.join(DIS_PRESETS)}")
+        self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
 
     def __call__(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         """Flow from ``src`` to ``dst``: (H, W, 2) float32 with ``src(x) ~ dst(x + flow(x))``."""
@@ -81,13 +92,14 @@ class FlowSmoother:
     Args:
         strength: weight of the warped previous output where the flow holds, in [0, 1): 0 keeps
             the translator's output; higher values flicker less but lag more behind fast changes.
+        preset: the DIS flow preset (see :class:`DISFlow`).
     """
 
-    def __init__(self, strength: float = DEFAULT_STRENGTH):
+    def __init__(self, strength: float = DEFAULT_STRENGTH, preset: str = DEFAULT_PRESET):
         if not 0.0 <= strength < 1.0:
             raise ValueError(f"temporal strength must be within [0, 1), got {strength}")
         self.strength = float(strength)
-        self._flow = DISFlow()
+        self._flow = DISFlow(preset)
         self.reset()
 
     def reset(self) -> None:
@@ -118,11 +130,12 @@ def _like(values: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return values.astype(ref.dtype)
 
 
-def make_smoother(mode: str, strength: float = DEFAULT_STRENGTH) -> Optional[FlowSmoother]:
+def make_smoother(mode: str, strength: float = DEFAULT_STRENGTH,
+                  preset: str = DEFAULT_PRESET) -> Optional[FlowSmoother]:
     """The smoother for ``--temporal MODE`` (None for "none"); ValueError lists the modes."""
     if mode not in TEMPORAL_MODES:
         raise ValueError(f"unknown temporal mode {mode!r}; valid: {', '.join(TEMPORAL_MODES)}")
-    return FlowSmoother(strength) if mode == "flow" else None
+    return FlowSmoother(strength, preset) if mode == "flow" else None
 
 
 # ----------------------------------------------------------------------------- measuring
