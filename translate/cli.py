@@ -285,7 +285,7 @@ def _add_video_options(conv) -> None:
 
 
 def _video_options(args):
-    from .video import VideoOptions, parse_frames
+    from .video_options import VideoOptions, parse_frames
 
     return VideoOptions(codec=args.codec, crf=args.crf, frames=parse_frames(args.frames), every=args.every,
                         temporal=args.temporal, temporal_strength=args.temporal_strength).check()

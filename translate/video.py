@@ -32,76 +32,15 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from .data.video import Frame, VideoReader, VideoReadError, describe_error, quiet, require_av, rotate
-from .data.video_write import VideoWriter, check_codec, container_format, pick_codec
+from .data.video_write import VideoWriter, container_format, pick_codec
 from .errors import ArgumentError
 from .fsutil import TEMP_SUFFIX, UMASK
 from .frames import translate_batch
-from .temporal import DEFAULT_STRENGTH, make_smoother
+from .temporal import make_smoother
+from .video_options import VideoOptions, parse_frames  # noqa: F401 - part of this module's API
 
 _END = object()  # end of the stream through a queue
 _POLL = 0.1  # seconds between checks of the stop flag while a queue is full or empty
-
-
-@dataclass
-class VideoOptions:
-    """Video-only options of ``translate convert`` (see docs/video.md).
-
-    Attributes:
-        codec: output codec name (:data:`translate.data.video_write.CODECS`); None: H.264, or
-            VP9 for a .webm output.
-        crf: quality of lossy codecs (lower is better); None: the codec's default.
-        frames: (start, end) frame indices to convert, end exclusive or None (previews); the
-            output then starts at time 0.
-        every: convert every N-th frame (previews; kept frames keep their timestamps).
-        temporal: "none" or "flow" (see :mod:`translate.temporal`).
-        temporal_strength: weight of the flow-warped previous output.
-    """
-
-    codec: Optional[str] = None
-    crf: Optional[int] = None
-    frames: Optional[Tuple[int, Optional[int]]] = None
-    every: int = 1
-    temporal: str = "none"
-    temporal_strength: float = DEFAULT_STRENGTH
-
-    def check(self) -> "VideoOptions":
-        if self.every < 1:
-            raise ArgumentError(f"--every must be >= 1, got {self.every}")
-        if self.crf is not None and not 0 <= self.crf <= 63:
-            raise ArgumentError(f"--crf must be within 0-63, got {self.crf}")
-        if self.frames is not None:
-            start, end = self.frames
-            if start < 0 or (end is not None and end <= start):
-                raise ArgumentError(f"--frames START:END needs 0 <= START < END, got {start}:{end}")
-        if not 0.0 <= self.temporal_strength < 1.0:
-            raise ArgumentError(f"--temporal-strength must be within [0, 1), got {self.temporal_strength}")
-        try:
-            make_smoother(self.temporal, self.temporal_strength)
-        except ValueError as e:
-            raise ArgumentError(str(e)) from None
-        if self.codec not in (None, "auto"):
-            check_codec(self.codec)
-        return self
-
-    def keeps(self, index: int) -> bool:
-        start, end = self.frames or (0, None)
-        return index >= start and (end is None or index < end) and (index - start) % self.every == 0
-
-    def done_after(self, index: int) -> bool:
-        return self.frames is not None and self.frames[1] is not None and index >= self.frames[1] - 1
-
-
-def parse_frames(text: Optional[str]) -> Optional[Tuple[int, Optional[int]]]:
-    """``"START:END"`` (either side may be empty) -> (start, end or None); None stays None."""
-    if text is None:
-        return None
-    start, sep, end = text.partition(":")
-    try:
-        if not sep:
-            raise ValueError
-        return int(start) if start.strip() else 0, int(end) if end.strip() else None
-    except ValueError:
-        raise ArgumentError(f"--frames takes START:END frame indices (e.g. 0:100 or 50:), got {text!r}") from None
 
 
 @dataclass
@@ -309,6 +248,8 @@ def convert_video(translator, src, dst, *, direction: Optional[str] = None, batc
 
     src, dst = Path(src), Path(dst)
     options = (options or VideoOptions()).check()
+    if dst.exists() and os.path.samefile(src, dst):
+        raise ArgumentError(f"the output {dst} is the input video; choose another name")
     if dst.exists() and not overwrite:
         return VideoResult(src, dst, skipped=True)
     direction = translator.pick_direction(direction)
@@ -317,7 +258,7 @@ def convert_video(translator, src, dst, *, direction: Optional[str] = None, batc
     t0 = time.perf_counter()
     dst.parent.mkdir(parents=True, exist_ok=True)
     with VideoReader(src) as reader:
-        total = _expected_frames(reader.info.frames, options)
+        total = options.expected_frames(reader.info.frames)
         pipe = _Pipeline(size=2 * batch_size + 4)
         tmp = _temp_path(dst)
         with tqdm(total=total, unit="frame", desc=src.name, disable=not progress or None, file=sys.stderr,
@@ -333,7 +274,9 @@ def convert_video(translator, src, dst, *, direction: Optional[str] = None, batc
                     t.join()
                 if pipe.error is not None:
                     raise pipe.error
+                _fsync(tmp)
                 os.replace(tmp, dst)
+                _fsync(dst.parent)
             except BaseException:
                 pipe.stop.set()
                 for t in threads:
@@ -341,6 +284,20 @@ def convert_video(translator, src, dst, *, direction: Optional[str] = None, batc
                 tmp.unlink(missing_ok=True)
                 raise
     return VideoResult(src, dst, pipe.written, time.perf_counter() - t0)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file (or a folder's entries) to disk: the rename publishes complete data only."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without folder descriptors
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
 
 
 def _run_translate(translator, pipe: _Pipeline, direction, batch_size, resize) -> None:
@@ -351,14 +308,6 @@ def _run_translate(translator, pipe: _Pipeline, direction, batch_size, resize) -
     except BaseException as e:
         pipe.fail(e)
         raise
-
-
-def _expected_frames(declared: int, options: VideoOptions) -> Optional[int]:
-    if not declared:
-        return None
-    start, end = options.frames or (0, None)
-    end = declared if end is None else min(end, declared)
-    return max(0, -(-(end - start) // options.every))
 
 
 @dataclass
