@@ -76,6 +76,7 @@ def test_default_h264_keeps_timing_and_aac_sound(tmp_path):
     convert_video(identity_translator(), src, dst, progress=False)
     a, b = probe(src), probe(dst)
     assert b["times"] == a["times"] and b["size"] == a["size"] and b["audio"] == a["audio"]
+    assert b["duration"] == a["duration"]
     with av.open(str(dst)) as c:
         assert c.streams.video[0].codec_context.name == "h264"
         assert c.streams.video[0].codec_context.pix_fmt == "yuv420p"
@@ -85,9 +86,11 @@ def test_default_h264_keeps_timing_and_aac_sound(tmp_path):
 def test_variable_frame_rate_timestamps_are_kept(tmp_path):
     pts = [0, 100, 150, 400, 410, 900, 1000]
     src = make_clip(tmp_path / "vfr.mp4", pts=pts, audio=None)
-    dst = tmp_path / "out.mp4"
-    convert_video(identity_translator(), src, dst, progress=False)
-    assert probe(src)["times"] == probe(dst)["times"] == [Fraction(p, 1000) for p in pts]
+    for codec in ("h264", "ffv1"):  # H.264 with B-frames: packet durations must follow the source's
+        dst = tmp_path / f"out_{codec}.mp4"
+        convert_video(identity_translator(), src, dst, options=VideoOptions(codec=codec), progress=False)
+        assert probe(src)["times"] == probe(dst)["times"] == [Fraction(p, 1000) for p in pts]
+        assert probe(dst)["duration"] == probe(src)["duration"] == (1_100_000, Fraction(11, 10))
 
 
 def test_rotation_is_kept_and_the_network_sees_upright_frames(tmp_path):
@@ -150,6 +153,9 @@ def test_rerun_skips_finished_videos_and_codec_errors_are_clear(tmp_path):
     assert convert_video(t, src, tmp_path / "o.mp4", progress=False).skipped
     with pytest.raises(ValueError, match="WebM file holds only"):
         convert_video(t, src, tmp_path / "o.webm", options=VideoOptions(codec="h264"), progress=False)
+    with pytest.raises(ValueError, match="hevc encoder needs frames of at least 32 pixels"):
+        convert_video(t, make_clip(tmp_path / "small.mkv", width=34, height=22, frames=2, audio=None),
+                      tmp_path / "o.mkv", options=VideoOptions(codec="hevc"), progress=False)
     with pytest.raises(ValueError, match="unknown video codec 'divx'; valid: h264"):
         convert_video(t, src, tmp_path / "o2.mp4", options=VideoOptions(codec="divx"), progress=False)
     assert {"h264", "ffv1"} <= set(list_codecs())

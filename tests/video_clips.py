@@ -104,6 +104,7 @@ def probe(path: Path) -> dict:
             rot = f.rotation if rot is None else rot
         size = (vs.codec_context.width, vs.codec_context.height)
         streams = [s.type for s in c.streams]
+        duration = (c.duration, vs.duration and Fraction(vs.duration) * Fraction(vs.time_base))
     audio, subs = [], []
     with av.open(str(path)) as c:
         for kind, found in (("audio", audio), ("subtitles", subs)):
@@ -113,7 +114,7 @@ def probe(path: Path) -> dict:
                         found.append((bytes(pkt), Fraction(pkt.pts) * Fraction(pkt.time_base)))
                 c.seek(0)
     return {"times": times, "frames": frames, "size": size,
-            "rotation": rot or 0, "audio": audio, "subtitles": subs, "streams": streams}
+            "rotation": rot or 0, "audio": audio, "subtitles": subs, "streams": streams, "duration": duration}
 
 
 def identity_translator(seen: Optional[list] = None):

@@ -171,7 +171,7 @@ class _WriteStage:
         if self.smoother is not None:
             upright_out = self.smoother(upright_in, upright_out)
         pts = None if frame.pts is None else frame.pts - self.offset_pts
-        self.writer.frame(rotate(upright_out, -frame.rotation), pts)
+        self.writer.frame(rotate(upright_out, -frame.rotation), pts, frame.duration)
         self.pipe.written += 1
         self.bar.update(1)
 

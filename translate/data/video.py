@@ -168,14 +168,16 @@ class VideoInfo:
 @dataclass
 class Frame:
     """A decoded video frame: ``image`` (H, W, 3) uint8 RGB as stored, ``index`` in decode order,
-    ``pts`` in the stream's time base (``time`` is the same in seconds), ``rotation`` the
-    counter-clockwise display rotation in degrees (0, 90, 180, 270) the container gives it."""
+    ``pts`` in the stream's time base (``time`` is the same in seconds), ``duration`` how long it
+    is shown (time base units, 0 when unknown), ``rotation`` the counter-clockwise display rotation
+    in degrees (0, 90, 180, 270) the container gives it."""
 
     image: np.ndarray
     index: int
     pts: Optional[int]
     time: Optional[Fraction]
     rotation: int = 0
+    duration: int = 0
 
 
 def rotate(image: np.ndarray, degrees: int) -> np.ndarray:
@@ -260,7 +262,7 @@ class VideoReader:
     def _frame(self, frame, index: int) -> Frame:
         image = frame.to_ndarray(format="rgb24")
         time = Fraction(frame.pts) * Fraction(frame.time_base) if frame.pts is not None and frame.time_base else None
-        return Frame(image, index, frame.pts, time, _rotation_of(frame))
+        return Frame(image, index, frame.pts, time, _rotation_of(frame), int(frame.duration or 0))
 
     def _check_complete(self, decoded: int, last: Optional[Frame]) -> None:
         """A truncated file often just ends early: compare with the frame count or the duration

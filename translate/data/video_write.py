@@ -36,6 +36,7 @@ class Codec:
         crf: Default quality (lower is better), or None for a lossless codec.
         options: Extra encoder options.
         tag: Codec tag for MP4/MOV (e.g. "hvc1", which Apple players need for HEVC).
+        min_side: Smallest width or height accepted (libx265 corrupts memory below about 24 pixels).
     """
 
     encoder: str
@@ -44,12 +45,13 @@ class Codec:
     crf: Optional[int]
     options: Tuple[Tuple[str, str], ...] = ()
     tag: Optional[str] = None
+    min_side: int = 1
 
 
 CODECS: Dict[str, Codec] = {
     "h264": Codec("libx264", "yuv420p", "yuv444p", 18, (("preset", "medium"),)),
     "hevc": Codec("libx265", "yuv420p", "yuv444p", 22, (("preset", "medium"), ("x265-params", "log-level=error")),
-                  tag="hvc1"),
+                  tag="hvc1", min_side=32),
     "vp9": Codec("libvpx-vp9", "yuv420p", "yuv444p", 32, (("b", "0"), ("row-mt", "1"))),
     "av1": Codec("libsvtav1", "yuv420p", None, 32),
     "ffv1": Codec("ffv1", "bgr0", "bgr0", None, (("level", "3"),)),
@@ -133,6 +135,9 @@ class VideoWriter:
         if pix_fmt is None:
             raise ArgumentError(f"the {codec} encoder needs an even frame size, got {width}x{height}; "
                                 "use --codec h264, hevc, vp9 or ffv1")
+        if min(width, height) < spec.min_side:
+            raise ArgumentError(f"the {codec} encoder needs frames of at least {spec.min_side} pixels on each "
+                                f"side, got {width}x{height}; use --codec h264, vp9 or ffv1")
         if spec.encoder == "libsvtav1":
             os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its settings to stderr otherwise
         self.container = av.open(str(self.path), "w", format=format or container_format(self.path))
@@ -145,6 +150,11 @@ class VideoWriter:
             self.container.close()
             raise
         self._format = pix_fmt
+        self._durations: Dict[int, int] = {}  # pts -> source frame duration, until its packet is muxed
+        self._span = (float("inf"), float("-inf"))  # first pts, last pts + duration (time base units)
+        self._held = None  # the last video packet, muxed in _finish_video
+        self._first_dts: Optional[int] = None
+        self._mp4 = self.container.format.name in ("mp4", "mov")
 
     def _video_stream(self, av, spec: Codec, info: VideoInfo, width, height, pix_fmt, crf, threads):
         options = dict(spec.options)
@@ -162,14 +172,46 @@ class VideoWriter:
             stream.codec_tag = spec.tag
         return stream
 
-    def frame(self, image: np.ndarray, pts: Optional[int]) -> None:
-        """Encode an (H, W, 3) uint8 RGB frame shown at ``pts`` (in the source's time base)."""
+    def frame(self, image: np.ndarray, pts: Optional[int], duration: int = 0) -> None:
+        """Encode an (H, W, 3) uint8 RGB frame shown at ``pts`` for ``duration`` (in the source's
+        time base; the duration of the last frame sets where the video ends)."""
         av = require_av()
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         frame.pts = pts
         frame.time_base = self.stream.codec_context.time_base
+        if duration and pts is not None:
+            frame.duration = duration
+            self._durations[pts] = duration
+        if pts is not None:
+            self._span = (min(self._span[0], pts), max(self._span[1], pts + (duration or 0)))
         for packet in self.stream.encode(frame):
-            self.container.mux(packet)
+            self._mux_video(packet)
+
+    def _mux_video(self, packet) -> None:
+        """Give each packet its source frame's duration (encoders guess it from the mean frame rate)
+        and mux it; the last packet is held back for :meth:`_finish_video`."""
+        duration = self._durations.pop(packet.pts, None) if packet.pts is not None else None
+        if duration:
+            packet.duration = duration
+        if self._first_dts is None:
+            self._first_dts = packet.dts
+        if self._held is not None:
+            self.container.mux(self._held)
+        self._held = packet
+
+    def _finish_video(self) -> None:
+        """MP4/MOV measure a track from the first packet's decoding time to the last packet's plus its
+        duration; with B-frames (decoding times run ahead) and a variable frame rate that only equals
+        the source's length when the last packet's duration makes up the difference."""
+        last, self._held = self._held, None
+        if last is None:
+            return
+        start, end = self._span
+        if (self._mp4 and end > start and last.dts is not None and self._first_dts is not None):
+            rest = (end - start) - (last.dts - self._first_dts)
+            if rest > 0:
+                last.duration = rest
+        self.container.mux(last)
 
     def packet(self, packet, offset: Optional[Fraction] = None) -> None:
         """Copy a packet of a copied stream unchanged (``offset`` seconds earlier, for previews)."""
@@ -186,7 +228,8 @@ class VideoWriter:
     def close(self) -> None:
         """Flush the encoder and finish the file (the container's index is written now)."""
         for packet in self.stream.encode(None):
-            self.container.mux(packet)
+            self._mux_video(packet)
+        self._finish_video()
         self.container.close()
 
     def abort(self) -> None:
