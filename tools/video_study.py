@@ -226,7 +226,7 @@ def measure(args) -> None:
         report["throughput"] = throughput(t, study, frames, args.batch_size, args.repeats)
     report["machine_after"] = _machine()
     text = json.dumps(report, indent=2)
-    (study / "video_study.json").write_text(text)
+    (study / args.report).write_text(text)
     print(text)
 
 
@@ -250,6 +250,7 @@ def main(argv=None) -> int:
     m.add_argument("--batch-size", type=int, default=4)
     m.add_argument("--precision", default="fp32")
     m.add_argument("--repeats", type=int, default=2)
+    m.add_argument("--report", default="video_study.json", help="file name of the report, in --dir")
     m.add_argument("--skip-quality", action="store_true")
     m.add_argument("--skip-speed", action="store_true")
     m.set_defaults(func=measure)
