@@ -74,3 +74,25 @@ def test_modes_and_strength_are_checked():
         make_smoother("blur")
     with pytest.raises(ValueError, match=r"within \[0, 1\)"):
         FlowSmoother(1.0)
+
+
+def test_study_camera_flow_is_exact():
+    """tools/video_study.py measures the warping error with the camera's exact flow: check it."""
+    import importlib.util
+    from pathlib import Path
+
+    import cv2
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "video_study.py"
+    spec = importlib.util.spec_from_file_location("video_study", path)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    canvas = cv2.resize(_texture(40, 200, seed=5), (400, 80), interpolation=cv2.INTER_LINEAR)
+    size = (64, 48)
+    cams = [study.camera(t, 30, size, canvas.shape) for t in (9, 10)]
+    frames = [cv2.warpAffine(canvas, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP) for m in cams]
+    flow, mask = study.exact_backward_flow(cams[1], cams[0], size)
+    assert 0.5 < mask.mean() < 1.0 and np.abs(flow[..., 0]).mean() > 3  # a real move, partly out of view
+    err = np.abs(warp(frames[0].astype(np.float32), flow) - frames[1])[mask].mean()
+    wrong = np.abs(frames[0].astype(np.float32) - frames[1])[mask].mean()
+    assert err < 3 and wrong > 4 * err
