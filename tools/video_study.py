@@ -138,6 +138,10 @@ def _farneback(cur: np.ndarray, prev: np.ndarray):
     return back, consistent(back, fwd)
 
 
+def _log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
 def quality(t: Translator, frames: List[np.ndarray], study: Path, strengths: List[float], presets: List[str],
             batch: int) -> Dict:
     cam = json.loads((study / "camera.json").read_text())
@@ -148,12 +152,15 @@ def quality(t: Translator, frames: List[np.ndarray], study: Path, strengths: Lis
     labels = [read_image(p) for p in sorted((study / "labels").glob("*.png"))][:len(frames)]
     inception, _ = metrics.load_inception()
     real = _features(inception, labels)
+    _log("flows and ground-truth features done")
     outputs = {"none": list(t.translate_frames(frames, batch_size=batch))}
     for preset in presets:
         for s in strengths:
             outputs[f"flow {s} {preset}"] = list(t.translate_frames(frames, batch_size=batch, temporal="flow",
                                                                     temporal_strength=s, flow_preset=preset))
+    _log(f"translated {len(outputs)} output sets")
     feats = {k: _features(inception, v) for k, v in outputs.items()}
+    _log("Inception features done")
     rows = {}
     for name, outs in outputs.items():
         rows[name] = {
@@ -216,7 +223,7 @@ def _machine() -> Dict:
 def measure(args) -> None:
     study = Path(args.dir)
     t = Translator.load(args.checkpoint, device="cpu", precision=args.precision)
-    frames = [f.image for f in read_frames(study / "clip.mp4")]
+    frames = [f.image for f in read_frames(study / "clip.mp4")][:args.max_frames]
     report = {"checkpoint": str(args.checkpoint), "frames": len(frames), "size": list(frames[0].shape[1::-1]),
               "precision": args.precision, "batch_size": args.batch_size, "argv": sys.argv,
               "machine_before": _machine()}
@@ -248,6 +255,7 @@ def main(argv=None) -> int:
     m.add_argument("--strengths", type=float, nargs="+", default=[0.4, 0.6, 0.8])
     m.add_argument("--presets", nargs="+", default=["fast", "medium"], help="DIS flow presets to compare")
     m.add_argument("--batch-size", type=int, default=4)
+    m.add_argument("--max-frames", type=int, default=None, help="use only the first N frames of the clip")
     m.add_argument("--precision", default="fp32")
     m.add_argument("--repeats", type=int, default=2)
     m.add_argument("--report", default="video_study.json", help="file name of the report, in --dir")
