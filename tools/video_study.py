@@ -185,7 +185,7 @@ def quality(t: Translator, frames: List[np.ndarray], study: Path, strengths: Lis
 
 def throughput(t: Translator, study: Path, frames: List[np.ndarray], batch: int, repeats: int) -> Dict:
     """Same frames, same translator: the video job against PNG files in, PNG files out (alternating)."""
-    pngs = study / "frames_png"
+    pngs = study / f"frames_png_{len(frames)}"
     if not pngs.is_dir():
         for i, f in enumerate(frames):
             write_image(pngs / f"{i:05d}.png", f)
@@ -199,7 +199,7 @@ def throughput(t: Translator, study: Path, frames: List[np.ndarray], batch: int,
             if kind == "png":
                 convert(t, pngs, work / "png", batch_size=batch, progress=False)
             else:
-                opts = VideoOptions(temporal="flow" if kind == "video_flow" else "none")
+                opts = VideoOptions(temporal="flow" if kind == "video_flow" else "none", frames=(0, len(frames)))
                 convert_video(t, study / "clip.mp4", work / "out.mp4", batch_size=batch, options=opts, progress=False)
             runs[kind].append(len(frames) / (time.perf_counter() - start))
     shutil.rmtree(work, ignore_errors=True)
