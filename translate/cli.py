@@ -280,7 +280,7 @@ def _add_video_options(conv) -> None:
     vid.add_argument("--temporal", default="none", choices=["none", "flow"],
                      help="flow: blend the previous output, warped by the optical flow between the input frames, "
                           "where the flow holds (less flicker)")
-    vid.add_argument("--temporal-strength", type=float, default=0.6,
+    vid.add_argument("--temporal-strength", type=float, default=0.4,
                      help="weight of the warped previous output with --temporal flow, in [0, 1)")
 
 

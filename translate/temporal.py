@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 TEMPORAL_MODES = ("none", "flow")
-DEFAULT_STRENGTH = 0.6
+DEFAULT_STRENGTH = 0.4  # docs/video.md: warping error -66 %, FID within 4 %, SSIM 0.96 to the unsmoothed output
 
 # Forward-backward consistency (Sundaram et al. 2010, as used by Ruder et al. 2016 and Lai et al.
 # 2018): the round trip x -> x + b(x) -> x + b(x) + f(x + b(x)) must come back within
