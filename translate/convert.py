@@ -107,10 +107,12 @@ def _list_videos(folder: Path) -> List[Path]:
 
 
 def _split_videos(files: List[Path]) -> Tuple[List[Path], List[Path]]:
-    """(images, videos) of the input files; videos are recognised by name or content."""
+    """(images, videos) of the input files; videos are recognised by name or content (files named
+    like images are taken as images without being opened)."""
+    from .data.io import IMAGE_EXTENSIONS
     from .data.video import is_video_file
 
-    videos = [f for f in files if is_video_file(f)]
+    videos = [f for f in files if not f.name.lower().endswith(IMAGE_EXTENSIONS) and is_video_file(f)]
     chosen = set(videos)
     return [f for f in files if f not in chosen], videos
 
