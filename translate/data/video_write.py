@@ -56,7 +56,7 @@ CODECS: Dict[str, Codec] = {
     "av1": Codec("libsvtav1", "yuv420p", None, 32),
     "ffv1": Codec("ffv1", "bgr0", "bgr0", None, (("level", "3"),)),
 }
-"""Output codecs by name. H.264 (yuv420p) is the default; FFV1 is lossless (RGB planes)."""
+"""Output codecs by name. H.264 (yuv420p) is the default; FFV1 is lossless (8-bit RGB, bgr0)."""
 
 # Container formats by output file ending; WebM holds only VP8/VP9/AV1 video.
 FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
