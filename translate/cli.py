@@ -38,6 +38,7 @@ from .storage import parse_storage_options
 from .training.state import load_run_config
 from .translator import DEFAULT_TILE_OVERLAP, DEFAULT_TILE_PIXELS
 from .version import __version__
+from .video_options import VideoOptions, parse_frames
 
 
 def _parse_as(hint):
@@ -192,6 +193,7 @@ def _add_convert_parser(sub) -> None:
                       help="instance-ID maps matched to the inputs by name (label translators trained with them)")
     _add_convert_engine_options(conv)
     _add_convert_runtime_options(conv)
+    _add_video_options(conv)
     conv.set_defaults(func=_cmd_convert)
 
 
@@ -311,6 +313,32 @@ def _cmd_distill(args, argv) -> int:
     return 0
 
 
+def _add_video_options(conv) -> None:
+    vid = conv.add_argument_group(
+        "videos", "Videos among the inputs (.mp4 .mov .mkv .webm .avi, also recognised by content) become videos of "
+                  "the same name, with their timing, rotation, sound and subtitles kept; INPUT a video and OUTPUT a "
+                  "video file name converts that one file (docs/video.md). Needs the [video] extra (PyAV).")
+    vid.add_argument("--codec", default=None,
+                     help="output video codec: h264 (default; vp9 for .webm), hevc, vp9, av1, ffv1 (lossless); one "
+                          "the installed FFmpeg lacks is refused with the list of those it has")
+    vid.add_argument("--crf", type=int, default=None, help="quality of lossy codecs, lower is better (default: "
+                                                           "h264 18, hevc 22, vp9 32, av1 32)")
+    vid.add_argument("--frames", default=None, metavar="START:END",
+                     help="convert only frames START to END-1 (a preview; the output starts at time 0)")
+    vid.add_argument("--every", type=int, default=1, metavar="N",
+                     help="convert every N-th frame (a preview; kept frames keep their timestamps)")
+    vid.add_argument("--temporal", default="none", choices=["none", "flow"],
+                     help="flow: blend the previous output, warped by the optical flow between the input frames, "
+                          "where the flow holds (less flicker)")
+    vid.add_argument("--temporal-strength", type=float, default=0.4,
+                     help="weight of the warped previous output with --temporal flow, in [0, 1)")
+
+
+def _video_options(args) -> VideoOptions:
+    return VideoOptions(codec=args.codec, crf=args.crf, frames=parse_frames(args.frames), every=args.every,
+                        temporal=args.temporal, temporal_strength=args.temporal_strength).check()
+
+
 def _cmd_convert(args, argv) -> int:
     paths = [line.rstrip("\n") for line in sys.stdin if line.strip()] if args.input == "-" else None
     job = convert_folder(
@@ -320,6 +348,7 @@ def _cmd_convert(args, argv) -> int:
         overwrite=args.overwrite, in_place_ok=args.in_place_ok, resize=args.resize, max_pixels=args.max_pixels,
         paths=paths, backend=args.backend, onnx=args.onnx, compile=args.compile,
         storage_options=parse_storage_options(args.storage_option), engine=args.engine,
+        video=_video_options(args),
         **_engine_options(args), **({"instance_dir": args.instance_dir} if args.instance_dir else {}))
     summary = job.summary
     if job.is_main:

@@ -75,7 +75,7 @@ def convert_folder(checkpoint, input, output, *, device: Optional[str] = None, p
             cpus_per_worker, gpus_per_worker).
         storage_options: fsspec options for URLs (credentials, ``endpoint_url``).
         **options: the options of :func:`translate.conversion.local.convert` (direction, batch_size,
-            ext, quality, overwrite, in_place_ok, resize, max_pixels, workers, paths).
+            ext, quality, overwrite, in_place_ok, resize, max_pixels, workers, paths, video).
 
     Returns:
         ConvertJob with the merged summary (``interrupted`` set when stopped by a signal).
@@ -93,6 +93,7 @@ def convert_folder(checkpoint, input, output, *, device: Optional[str] = None, p
 
         if backend != "torch" or onnx is not None or compile:
             raise ConvertError("--engine ray runs the torch backend only (no --backend/--onnx/--compile)")
+        options.pop("video", None)  # videos are the local engine's: the Ray engine lists them as failures
         job = convert_with_ray(checkpoint, input, output, RayOptions(**(ray or {})), device=device,
                                precision=precision, tile_pixels=tile_pixels, tile_overlap=tile_overlap,
                                progress=progress, storage_options=storage_options, **options)

@@ -235,7 +235,10 @@ def convert_with_ray(checkpoint, input, output, opts: RayOptions, *, device: Opt
     out = Folder(output, storage_options)
     inputs = list_inputs(input, paths, storage_options)
     todo, skipped, failures = plan(inputs, out, ext, overwrite, in_place_ok)
-    summary = ConvertSummary(output=out.root, total=len(inputs.names), skipped=skipped, failures=failures)
+    failures += [(inputs.folder.join(v), "videos are converted by the local engine (--engine local)")
+                 for v in inputs.videos]
+    summary = ConvertSummary(output=out.root, total=len(inputs.names) + len(inputs.videos), skipped=skipped,
+                             failures=failures)
     out.make()
     out.clean_temp()
     started = not ray.is_initialized()

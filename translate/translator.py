@@ -24,10 +24,12 @@ from .conversion.local import convert
 from .data.io import DEFAULT_MAX_PIXELS, image_to_tensor, read_image, tensor_to_image, to_channels
 from .data.labels import check_ids, encode_labels, read_label_map, resize_nearest
 from .errors import ArgumentError, DirectionError
+from .frames import translate_frames
 from .nn.inference import cast_for_inference, for_inference
 from .runtime import (PrecisionChoice, autocast, resolve_device, resolve_precision, use_fast_kernels,
                       warn_if_slow_precision)
 from .runtimes.generator import use_backend
+from .video import convert_video
 
 DEFAULT_TILE_PIXELS = 2048 * 2048  # images above this many pixels are translated in tiles
 DEFAULT_TILE_OVERLAP = 64
@@ -382,6 +384,22 @@ class Translator:
         See :func:`translate.conversion.local.convert` for the options; returns its summary.
         """
         return convert(self, input, output, **options)
+
+    def translate_frames(self, frames, direction: Optional[str] = None, batch_size: int = 4, **options):
+        """Translate an iterable of (H, W, C) frames lazily, a batch at a time (a generator, in order).
+
+        For pipelines with their own decoder; ``options``: ``temporal="flow"``,
+        ``temporal_strength``, ``resize`` (see :func:`translate.frames.translate_frames`).
+        """
+        return translate_frames(self, frames, direction, batch_size, **options)
+
+    def translate_video(self, src, dst, direction: Optional[str] = None, **options):
+        """Translate the video file ``src`` into ``dst``, keeping its timing, rotation, sound and subtitles.
+
+        See :func:`translate.video.convert_video` for the options (batch_size, options=VideoOptions(...),
+        overwrite, progress, resize); returns its :class:`translate.video.VideoResult`.
+        """
+        return convert_video(self, src, dst, direction=direction, **options)
 
     def __repr__(self) -> str:
         return (f"Translator({self.method}, directions={self.directions}, device={self.device}, "

@@ -15,6 +15,7 @@ from ..storage import Folder
 from .plan import (ConvertError, ConvertSummary, Item, StreamOptions, check_options, list_inputs, plan,
                    record_failure, write_failures_file)
 from .stream import Stream
+from .videos import add_videos, convert_video_file, is_video_file_job, plan_videos, video_pairs
 
 
 def default_workers() -> int:
@@ -41,8 +42,8 @@ def convert(translator, input, output, *, direction: Optional[str] = None, batch
             workers: Optional[int] = None, paths: Optional[Sequence] = None, progress: bool = True,
             shard: Tuple[int, int] = (0, 1), write_failures: bool = True,
             clean_temp: bool = True, after_plan=None, instance_dir=None,
-            storage_options: Optional[Dict[str, Any]] = None) -> ConvertSummary:
-    """Translate every image of ``input`` into ``output``, mirroring relative paths.
+            storage_options: Optional[Dict[str, Any]] = None, video=None) -> ConvertSummary:
+    """Translate every image (and video) of ``input`` into ``output``, mirroring relative paths.
 
     Args:
         translator: a loaded :class:`translate.Translator`.
@@ -69,6 +70,8 @@ def convert(translator, input, output, *, direction: Optional[str] = None, batch
         instance_dir: for label translators trained with instance boundaries: the folder of
             instance-ID maps, matched to the inputs by relative path without extension.
         storage_options: fsspec options (credentials, ``endpoint_url``) for URL inputs/outputs.
+        video: :class:`translate.video_options.VideoOptions` for the videos among local inputs (each
+            becomes a video of the same name); ``convert(t, "clip.mp4", "out.mp4")`` writes one file.
 
     Returns:
         ConvertSummary; its ``failures`` are also written to ``output/failed.jsonl``.
@@ -77,18 +80,24 @@ def convert(translator, input, output, *, direction: Optional[str] = None, batch
     opts = StreamOptions(translator.pick_direction(direction), batch_size, quality, resize,
                          DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, workers or default_workers(),
                          instance_maps(getattr(translator, "labels", None), instance_dir))
+    if is_video_file_job(input, output, paths):
+        return convert_video_file(translator, input, output, opts, video, overwrite, progress)
     out = Folder(output, storage_options)
     inputs = list_inputs(input, paths, storage_options)
     todo, skipped, failures = plan(inputs, out, ext, overwrite, in_place_ok)
+    vtodo, vskipped, vfailures = plan_videos(inputs, out, overwrite, in_place_ok)
     if after_plan is not None:
         after_plan()
     rank, world = shard
-    summary = ConvertSummary(output=out.root, total=len(inputs.names) if rank == 0 else 0,
-                             skipped=skipped if rank == 0 else 0, failures=failures if rank == 0 else [])
+    main = rank == 0
+    summary = ConvertSummary(output=out.root, total=len(inputs.names) + len(inputs.videos) if main else 0,
+                             skipped=skipped + vskipped if main else 0, failures=failures + vfailures if main else [])
     out.make()
     if clean_temp:
         out.clean_temp()
-    run_local(translator, inputs.folder, out, todo[rank::world], opts, summary, progress)
+    add_videos(summary, translator, video_pairs(inputs, out, vtodo[rank::world]), video, opts, overwrite, progress)
+    if not summary.interrupted:
+        run_local(translator, inputs.folder, out, todo[rank::world], opts, summary, progress)
     if write_failures:
         write_failures_file(out, summary.failures)
     return summary

@@ -42,11 +42,18 @@ class Item:
 
 @dataclass
 class Inputs:
-    """The files to convert: ``names`` relative to ``folder``; ``whole_folder`` when INPUT was a folder."""
+    """The files to convert: ``names`` (images) relative to ``folder``; ``whole_folder`` when INPUT
+    was a folder; ``videos``: the video files among them (local folders only), converted by
+    :mod:`translate.video` into videos of the same name."""
 
     folder: Folder
     names: List[str]
     whole_folder: bool = True
+    videos: List[str] = field(default_factory=list)
+
+    def video_inputs(self) -> "Inputs":
+        """The videos as an :class:`Inputs` of their own (planned with the same rules)."""
+        return Inputs(self.folder, self.videos, self.whole_folder)
 
 
 @dataclass
@@ -133,13 +140,34 @@ def _folder_inputs(input, storage_options) -> Inputs:
     where = Folder(input, storage_options)
     if where.is_file():
         folder, name = split_location(input, storage_options)
+        if folder.local and not _is_image_name(name) and _is_video(folder.join(name)):
+            return Inputs(folder, [], whole_folder=False, videos=[name])
         return Inputs(folder, [name], whole_folder=False)
     if where.is_dir():
         names = where.list(keep=_is_image_name)
-        if not names:
-            raise ConvertError(f"{input} holds no images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)})")
-        return Inputs(where, names)
+        videos = _local_videos(where)
+        if not names and not videos:
+            raise ConvertError(f"{input} holds no images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) "
+                               "and no videos (mp4, mov, m4v, mkv, webm, avi)")
+        return Inputs(where, names, videos=videos)
     raise ConvertError(f"input {input} does not exist")
+
+
+def _local_videos(where: Folder) -> List[str]:
+    """Relative names of the videos in a local folder (by name or content; image files are not opened)."""
+    if not where.local:
+        return []
+    from ..data.video import list_videos  # here, not at the top: the data package loads torch, which a
+    #                                       Ray driver planning object-storage jobs never needs
+
+    root = where.root
+    return [os.path.relpath(p, root).replace(os.sep, "/") for p in list_videos(root, skip_suffixes=IMAGE_EXTENSIONS)]
+
+
+def _is_video(path: str) -> bool:
+    from ..data.video import is_video_file  # see _local_videos
+
+    return is_video_file(path)
 
 
 def _listed_inputs(paths: Optional[Sequence]) -> Inputs:
@@ -155,7 +183,9 @@ def _listed_inputs(paths: Optional[Sequence]) -> Inputs:
         raise ConvertError(f"{len(missing)} listed input(s) are not files: " + ", ".join(missing[:10]))
     files = [os.path.abspath(p) for p in files]
     base = os.path.commonpath([os.path.dirname(p) for p in files])
-    return Inputs(Folder(base), [os.path.relpath(p, base).replace(os.sep, "/") for p in files], whole_folder=False)
+    names = [os.path.relpath(p, base).replace(os.sep, "/") for p in files]
+    videos = [n for n, p in zip(names, files) if not _is_image_name(n) and _is_video(p)]
+    return Inputs(Folder(base), [n for n in names if n not in set(videos)], whole_folder=False, videos=videos)
 
 
 def output_name(name: str, ext: str) -> str:
