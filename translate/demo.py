@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -96,8 +97,9 @@ def make_dataset(root: Path, n_train: int = 200, n_test: int = 20, size: int = 1
 
 
 def run_demo(out: str = "checkpoints", data: str = "datasets/demo_shapes", name: str = "demo",
-             minutes: float = 4.0, device: str = "auto", seed: int = 0) -> int:
-    """Generate the dataset, train pix2pix on it for ``minutes``, print where the samples are."""
+             minutes: float = 4.0, device: str = "auto", seed: int = 0, max_steps: Optional[int] = None) -> int:
+    """Generate the dataset, train pix2pix on it for ``minutes`` (or ``max_steps`` steps, whichever
+    comes first), print where the samples are."""
     t0 = time.time()
     root = make_dataset(Path(data), seed=seed)
     print(f"demo dataset: {root} (200 train / 20 test label|photo pairs, generated in "
@@ -112,7 +114,8 @@ def run_demo(out: str = "checkpoints", data: str = "datasets/demo_shapes", name:
         "data": {"root": str(root), "direction": "AtoB", "load_size": 64, "crop_size": 64,
                  "preprocess": "resize_and_crop"},
         "model": {"netG": "unet", "num_downs": 6, "ngf": 32, "ndf": 32},
-        "loop": {"epochs": 1000, "epochs_decay": 0, "max_minutes": minutes, "seed": seed, "device": device,
+        "loop": {"epochs": 1000, "epochs_decay": 0, "max_minutes": minutes, "max_steps": max_steps, "seed": seed,
+                 "device": device,
                  "log_every": 20, "save_every": 500, "batch_size": 4, "sample_count": 6},
     })
     result = train(cfg, argv=["translate", "demo"])
