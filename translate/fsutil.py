@@ -17,7 +17,9 @@ UMASK = os.umask(0o022)
 os.umask(UMASK)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: PathLike) -> None:
+    """Flush a file's data (or a folder's entries) to disk, so that a rename publishes complete data
+    only; a platform without folder descriptors is a no-op."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:  # pragma: no cover - e.g. platforms without directory fds
@@ -55,7 +57,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
         if isinstance(e, OSError) and e.filename is None:
             e.filename = str(path)  # a failed write on the descriptor does not say which file it was
         raise
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 TEMP_SUFFIX = ".tmp"
@@ -98,7 +100,7 @@ def replace_dir(new: Path, target: Path) -> None:
     if target.exists():
         os.rename(target, old)
     os.rename(new, target)
-    _fsync_dir(target.parent)
+    fsync_path(target.parent)
     if old.exists():
         shutil.rmtree(old)
 

@@ -34,7 +34,7 @@ from typing import List, Optional, Sequence, Tuple
 from .data.video import Frame, VideoReader, VideoReadError, describe_error, quiet, require_av, rotate
 from .data.video_write import VideoWriter, container_format, pick_codec
 from .errors import ArgumentError
-from .fsutil import TEMP_SUFFIX, UMASK
+from .fsutil import TEMP_SUFFIX, UMASK, fsync_path
 from .frames import translate_batch
 from .temporal import make_smoother
 from .video_options import VideoOptions, parse_frames  # noqa: F401 - part of this module's API
@@ -274,9 +274,9 @@ def convert_video(translator, src, dst, *, direction: Optional[str] = None, batc
                     t.join()
                 if pipe.error is not None:
                     raise pipe.error
-                _fsync(tmp)
+                fsync_path(tmp)
                 os.replace(tmp, dst)
-                _fsync(dst.parent)
+                fsync_path(dst.parent)
             except BaseException:
                 pipe.stop.set()
                 for t in threads:
@@ -284,20 +284,6 @@ def convert_video(translator, src, dst, *, direction: Optional[str] = None, batc
                 tmp.unlink(missing_ok=True)
                 raise
     return VideoResult(src, dst, pipe.written, time.perf_counter() - t0)
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file (or a folder's entries) to disk: the rename publishes complete data only."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without folder descriptors
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 def _run_translate(translator, pipe: _Pipeline, direction, batch_size, resize) -> None:
