@@ -250,7 +250,7 @@ def test_bench_reports_cut_and_fastcut_next_to_cyclegan():
 
     result = run_bench(device="cpu", precisions="fp32", quick=True, what="train-cyclegan,train-cut,train-fastcut",
                        windows=1, window_seconds=0.2, warmup=0, num_workers=0)
-    rows = {r["measurement"]: r for r in result["rows"]}
+    rows = {r["measurement"]: r for r in result["rows"] if r["measurement"] != "peak"}  # peaks: always probed
     assert set(rows) == {"train-cyclegan", "train-cut", "train-fastcut"}
     for w, row in rows.items():
         assert row["unit"] == "it/s" and row["value"] > 0 and row["flops_per_item"] > 0, w

@@ -30,7 +30,7 @@ def torchrun(*args, nproc=2, timeout=300):
 def tiny(method, data, ckpt, name, **over):
     p = get_preset("tiny", method)
     d = {"method": method, "name": name, "checkpoints_dir": str(ckpt), "data": {**p["data"], "root": str(data)},
-         "model": dict(p["model"]), "loop": {**p["loop"], "log_every": 1}}
+         "model": dict(p["model"]), "loop": {**p["loop"], "log_every": 1, "precision": "fp32"}}  # machine-independent
     for section, values in over.items():
         d[section].update(values)
     return RunConfig.from_dict(d)

@@ -311,7 +311,7 @@ def test_bench_measures_pix2pixhd_training_on_rectangular_class_id_maps():
 
     result = run_bench(quick=True, what=["train-pix2pixhd"], label_size="96x64", label_nc=7, precisions=["fp32"],
                        num_workers=0, windows=1, warmup=0, log=lambda msg: None)
-    (row,) = result["rows"]
+    (row,) = [r for r in result["rows"] if r["measurement"] != "peak"]  # the peaks are always probed
     assert row["measurement"] == "train-pix2pixhd" and row["value"] > 0 and row["unit"] == "img/s"
     assert row["label_size"] == [96, 64] and row["label_nc"] == 7 and row["peak_memory_bytes"] is not None
     assert result["flops"]["pix2pixhd"]["generator"] == "pix2pixhd"

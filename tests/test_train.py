@@ -22,10 +22,12 @@ from conftest import repo_root
 
 
 def tiny_cfg(method, data, ckpt, name="run", **loop):
+    """A tiny run; fp32 unless ``precision`` is given (``auto`` would pick bf16 on machines that
+    run it natively, and the tests' expected values are fp32's)."""
     preset = get_preset("tiny", method)
     d = {"method": method, "name": name, "checkpoints_dir": str(ckpt),
          "data": {**preset["data"], "root": str(data)}, "model": dict(preset["model"]),
-         "loop": {**preset["loop"], "batch_size": 2, **loop}}
+         "loop": {**preset["loop"], "batch_size": 2, "precision": "fp32", **loop}}
     return RunConfig.from_dict(d)
 
 

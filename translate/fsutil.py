@@ -54,7 +54,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        if isinstance(e, OSError) and e.filename is None:
+        if isinstance(e, OSError) and e.errno is not None and e.filename is None:
             e.filename = str(path)  # a failed write on the descriptor does not say which file it was
         raise
     fsync_path(path.parent)

@@ -23,7 +23,10 @@ MAX_PIXELS = 64  # input maps of at most 8 x 8 pixels take the matrix form while
 
 
 def _use_gemm(module: nn.Module, x: torch.Tensor) -> bool:
-    return (module.training and x.dim() == 4 and x.shape[-2] * x.shape[-1] <= module.max_pixels
+    # Under torch.compile the plain convolution is left to the compiler (its symbolic shapes
+    # cannot decide the map size here, and the compiled graph fuses the small layers anyway).
+    return (module.training and x.dim() == 4 and not torch.compiler.is_compiling()
+            and x.shape[-2] * x.shape[-1] <= module.max_pixels
             and not torch.jit.is_tracing() and not torch.jit.is_scripting()
             and not torch.onnx.is_in_onnx_export())
 
