@@ -375,7 +375,7 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
                         f"{', '.join(opt_in_what())}")
     p.add_argument("--data", default=None,
                    help="folder of real images to convert and to check quality on (recursive, the first "
-                        "--images files, translated whole, e.g. ../shared/data/facades/test); default: "
+                        "--images files, translated whole, e.g. datasets/facades/test); default: "
                         "synthetic JPEGs of --size")
     p.add_argument("--images", type=int, default=None,
                    help="images in the conversion folder (default 100; 6 with --quick); each window "
