@@ -99,7 +99,9 @@ def test_a_killed_loader_worker_stops_the_run_resumably(ab_data, tmp_path):
     log = tmp_path / "ck" / "run" / "log.jsonl"
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 3):
+        latest = tmp_path / "ck" / "run" / "train_state" / "latest.pt"  # saved at the end of each 6-step epoch
+        while time.monotonic() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 3
+                                                   and latest.exists()):
             time.sleep(0.2)
         workers = _children(proc.pid)
         assert workers, "no loader worker processes found"
@@ -115,7 +117,11 @@ def test_a_killed_loader_worker_stops_the_run_resumably(ab_data, tmp_path):
     assert last.startswith("error: training stopped at step ") and "data-loader worker" in last, err
     assert "out-of-memory" in last and "--num-workers" in last and "--resume" in last
     step = load_state(tmp_path / "ck" / "run")["step"]
-    assert step >= 3 and f"a checkpoint of step {step} is saved" in last
+    # Usually the death is seen between two steps and the state of that step is saved; when PyTorch
+    # reports it from elsewhere (e.g. while an epoch's iterator starts), the last checkpoint (saved
+    # every epoch here) is the one to resume from. Either way the run resumes.
+    assert f"a checkpoint of step {step} is saved" in last or "the last saved checkpoint, if any, is kept" in last
+    assert step >= 6
     resumed = subprocess.run([sys.executable, "-m", "translate", *args[:-8], "--max-steps", str(step + 2),
                               "--num-workers", "2", "--resume"], capture_output=True, text=True, env=env, timeout=300)
     assert resumed.returncode == 0, resumed.stderr

@@ -268,7 +268,7 @@ def test_precision_is_recorded_and_resuming_in_another_one_says_so(ab_data, tmp_
     doc = json.loads((run / "run.json").read_text())
     assert doc["resumes"][-1]["precision"]["precision"] == "fp32" and load_state(run)["precision"] == "fp32"
 
-    auto = train(tiny_cfg("pix2pix", ab_data, tmp_path / "ck", name="a", max_steps=1)).run_dir  # the default
+    auto = train(tiny_cfg("pix2pix", ab_data, tmp_path / "ck", name="a", max_steps=1, precision="auto")).run_dir
     chosen = json.loads((auto / "run.json").read_text())["precision"]
     expected = resolve_precision("auto", resolve_device("auto"), work="train", arch="unet")
     assert chosen["requested"] == "auto" and chosen["precision"] == expected.precision

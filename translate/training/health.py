@@ -194,7 +194,12 @@ def batches(loader) -> Iterator:
     for its batch (within 5 s). While the batches are drawn here the first is switched off, so the
     error always arrives between two steps and the state after the last step can be saved.
     """
-    it = iter(loader)  # creates the workers (and installs PyTorch's SIGCHLD handler once)
+    try:
+        it = iter(loader)  # creates (or, persistent, resets) the workers; no step is under way here
+    except RuntimeError as e:
+        if not is_worker_death(e):
+            raise
+        raise LoaderWorkerDied(str(e), between_steps=True) from None
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGCHLD, signal.SIG_DFL) if main_thread else None
     try:
