@@ -212,6 +212,9 @@ def batches(loader) -> Iterator:
                 if not is_worker_death(e):
                     raise
                 raise LoaderWorkerDied(str(e), between_steps=True) from None
+            except (ConnectionError, EOFError) as e:  # a worker killed while handing over its batch
+                raise LoaderWorkerDied(f"a worker's batch could not be received ({type(e).__name__}: {e})",
+                                       between_steps=True) from None
             yield batch
     finally:
         if main_thread:
