@@ -61,6 +61,15 @@ class S3Server:
         return name
 
 
+def objects(s3, bucket, prefix):
+    """key relative to prefix -> (ETag, LastModified) of every object under it."""
+    out = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for o in page.get("Contents", []):
+            out[o["Key"][len(prefix):]] = (o["ETag"], o["LastModified"])
+    return out
+
+
 def start_s3_server() -> S3Server:
     try:
         import boto3  # noqa: F401

@@ -17,6 +17,7 @@ import pytest
 from translate.data.io import decode_image, encode_image, read_image
 from translate.storage import Folder
 
+from cloud_parts import objects
 from conftest import make_translator, repo_root
 
 pytestmark = pytest.mark.slow
@@ -47,14 +48,6 @@ def upload_translator(server, folder: Path, url: str) -> str:
     for p in (folder / "translator").iterdir():
         dest.put("translator/" + p.name, p.read_bytes())
     return url
-
-
-def objects(s3, bucket, prefix):
-    out = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for o in page.get("Contents", []):
-            out[o["Key"][len(prefix):]] = (o["ETag"], o["LastModified"])
-    return out
 
 
 def test_s3_to_s3_on_two_nodes_keeps_names_reports_bad_objects_and_reruns_idle(ray_cluster, s3_server, tmp_path):

@@ -18,6 +18,7 @@ from translate.data.io import decode_image, read_image
 from translate.info import describe
 from translate.storage import Folder, StorageError, is_url, parse_storage_options
 
+from cloud_parts import objects
 from conftest import make_translator, repo_root, write_image_file
 
 RNG = np.random.default_rng(3)
@@ -41,15 +42,6 @@ def cli(*args, env=None):
     full = dict(os.environ, PYTHONPATH=str(repo_root()), **(env or {}))
     return subprocess.run([sys.executable, "-m", "translate", *map(str, args)], capture_output=True, text=True,
                           env=full, timeout=300)
-
-
-def objects(s3, bucket, prefix):
-    """key relative to prefix -> (ETag, LastModified) of every object under it."""
-    out = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for o in page.get("Contents", []):
-            out[o["Key"][len(prefix):]] = (o["ETag"], o["LastModified"])
-    return out
 
 
 @pytest.fixture(scope="module")
