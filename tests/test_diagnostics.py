@@ -15,7 +15,7 @@ from test_train import tiny_cfg
 
 def _events(run_dir):
     lines = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()]
-    return [r for r in lines if r.get("event", "").startswith("health")]
+    return [r for r in lines if r.get("event") in ("health_start", "health_end")]
 
 
 def _paired(root, n=6, size=36, target=None, seed=0):
@@ -133,3 +133,15 @@ def test_findings_show_in_info_and_plot(tmp_path):
     assert loss_keys([r for r in records if "event" not in r]) == ["d_real"]
     fig = loss_figure(records)
     assert len(fig.axes) == 1 and len(fig.axes[0].patches) == 2  # one shaded span per finding
+
+
+def test_unpaired_runs_judge_translation_on_both_sides(unpaired_data, tmp_path):
+    """Every check of a CycleGAN run measures how much each generator changes its input and, as
+    the scale to compare with, an image already in its output domain (log.jsonl health_check)."""
+    cfg = tiny_cfg("cyclegan", unpaired_data, tmp_path / "ck", max_steps=4, health_every=2, log_every=2)
+    lines = [json.loads(x) for x in (train(cfg).run_dir / "log.jsonl").read_text().splitlines()]
+    checks = [r for r in lines if r.get("event") == "health_check"]
+    assert [r["step"] for r in checks] == [2, 4]
+    assert {"mad", "ssim", "idt_mad", "output_spread", "input_spread"} <= set(checks[0]["values"])
+    assert "change" in checks[1]["values"]
+    assert all(0 < r["values"]["mad"] < 1 for r in checks)

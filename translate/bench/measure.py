@@ -23,6 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..checkpoint import read_translator_json, save_translator
 from ..config import RunConfig, default_config
+from ..conversion.plan import DEFAULT_BATCH_SIZE
 from ..data.discover import list_images
 from ..data.io import read_image, write_image
 from ..distributed import DistInfo
@@ -32,7 +33,7 @@ from ..methods.common import generator_kwargs
 from ..models import build_generator
 from ..nn import init_weights
 from ..runtime import PRECISION_CHOICES
-from ..training.diagnostics import Diagnostics, generator_pairs
+from ..training.diagnostics import HealthReporter
 from ..training.health import NonFiniteTracker, StepGuard
 from ..training.pipeline import (EpochSampler, add_losses, build_trainables, build_training_dataset, check_compile,
                                  compile_train_nets, make_loader, preprocessing_record, resolve_num_workers)
@@ -114,6 +115,7 @@ class Settings:
     label_size: Optional[Tuple[int, int]] = None  # (width, height) of train-pix2pixhd; None: size x size
     label_nc: int = 35
     ngf: Optional[int] = None  # generator width of the synthetic translators and training nets
+    convert_batch_size: int = DEFAULT_BATCH_SIZE  # images per network call of the conversion rows
 
     def to_json(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -442,12 +444,12 @@ class Bench:
     def guard_files(self) -> List[Path]:
         """The images whose outputs the quality guard compares (also the conversion warm-up)."""
         files = self.conversion_files()
-        return files[: min(len(files), max(4, 2 * self.s.batch_size))]
+        return files[: min(len(files), max(4, 2 * self.s.convert_batch_size))]
 
     def _convert_files(self, translator, paths: List[Path], out: Path, direction: str) -> Tuple[int, float]:
         t0 = time.perf_counter()
         summary = translator.translate_folder("-", out, paths=paths, direction=direction,
-                                              batch_size=self.s.batch_size, ext="png", overwrite=True,
+                                              batch_size=self.s.convert_batch_size, ext="png", overwrite=True,
                                               progress=False)
         seconds = time.perf_counter() - t0
         if summary.failures:
@@ -492,7 +494,7 @@ class Bench:
             rate = done / max(secs, 1e-9)
             # One call per window converts the next `per_call` images of the folder (cycling), sized
             # to last about a window; a window repeats calls when the whole folder is faster than that.
-            lo = min(len(files), max(1, s.batch_size))
+            lo = min(len(files), max(1, s.convert_batch_size))
             per_call = int(min(len(files), max(lo, round(rate * s.window_seconds))))
             n_windows = windows_for(per_call / rate, s.windows, s.window_seconds)
             rates, counts, cursor = [], [], 0
@@ -578,6 +580,13 @@ def psnr_folders(ref_dir: Path, test_dir: Path) -> Dict[str, Any]:
     return {"psnr_db": psnr, "identical": mse == 0, "images": n_img}
 
 
+class _Discard:
+    """A log that keeps nothing (the bench's health checks are timed, not reported)."""
+
+    def write(self, record: Dict[str, Any]) -> None:
+        pass
+
+
 def guarded_step(parts, batches, sums: Dict[str, torch.Tensor], cfg, extra: Dict[str, Any]) -> Callable[[], int]:
     """A training step as the loop runs it with its health checks: through the non-finite guard
     (one host synchronisation per optimizer update, buffers saved before the step) and the
@@ -585,7 +594,8 @@ def guarded_step(parts, batches, sums: Dict[str, torch.Tensor], cfg, extra: Dict
     seconds of one diagnostics check (``health_check_seconds``)."""
     m = parts.method
     guard = parts.scalers = StepGuard(parts.scalers, m.nets.values(), DistInfo(), parts.device)
-    tracker, diagnostics = NonFiniteTracker(cfg.loop.nonfinite_patience), Diagnostics(not m.paired, "")
+    tracker = NonFiniteTracker(cfg.loop.nonfinite_patience)
+    health = HealthReporter(m, cfg, _Discard(), lambda line: None)  # the loop's checks, reported nowhere
     fixed = {k: v[: cfg.loop.sample_count].to(parts.device) for k, v in next(batches).items() if k in ("a", "b")}
     count = [0]
 
@@ -598,7 +608,7 @@ def guarded_step(parts, batches, sums: Dict[str, torch.Tensor], cfg, extra: Dict
         count[0] += 1
         if cfg.loop.health_every and count[0] % cfg.loop.health_every == 0:
             t0 = time.perf_counter()
-            diagnostics.on_samples(count[0], generator_pairs(m, fixed, parts.amp, cfg.data.generator_direction), 1.0)
+            health.samples(count[0], fixed, parts.amp, cfg.loop.lr)
             extra["health_check_seconds"] = time.perf_counter() - t0
         return batch["a"].shape[0]
 

@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from ..metrics import ssim
+from .pipeline import data_kind
 
 
 CHECK_IMAGES = 2  # images of the sample batch each check translates (the cost: 2 generator forwards)
@@ -84,6 +85,7 @@ class Diagnostics:
         self.streak: Dict[str, int] = {}  # name -> checks in a row agreeing with the opposite of its state
         self.active: Dict[str, int] = {}  # name -> step it started at
         self.previous: Optional[List[torch.Tensor]] = None  # outputs at the previous sample check
+        self.values: Dict[str, float] = {}  # what the last sample check measured
 
     def _judge(self, name: str, step: int, holds: bool, values: Dict[str, float]) -> Optional[Dict]:
         """Update one finding; an event dict when it starts or ends."""
@@ -110,29 +112,45 @@ class Diagnostics:
         event = self._judge("discriminator_domination", step, holds, d_losses)
         return [event] if event else []
 
-    def on_samples(self, step: int, pairs: Sequence[Tuple[torch.Tensor, torch.Tensor]], lr_factor: float) -> List[Dict]:
+    def on_samples(self, step: int, pairs: Sequence[Tuple[torch.Tensor, torch.Tensor]], lr_factor: float,
+                   references: Optional[Sequence[Tuple[torch.Tensor, torch.Tensor]]] = None) -> List[Dict]:
         """Judge the generators' outputs on the sample batch: ``pairs`` of (inputs, outputs), each
-        (B, C, H, W) in [-1, 1]; ``lr_factor`` is the current over the initial learning rate."""
+        (B, C, H, W) in [-1, 1]; ``lr_factor`` is the current over the initial learning rate;
+        ``references`` (unpaired methods), one per pair: the same generator's (inputs, outputs) on
+        images of its output domain. The values measured are kept in ``self.values``."""
         events = []
+        self.values = {}
         outputs = [y for _x, y in pairs]
         if self.unpaired:
-            same = [(x, y) for x, y in pairs if x.shape == y.shape]
-            if same:
-                d = min(mad(x, y) for x, y in same)
-                s = max(float(ssim(x, y).mean()) for x, y in same) if min(same[0][0].shape[-2:]) >= 11 else 1.0
-                holds = d < self.t.identity_mad and s > self.t.identity_ssim
-                events.append(self._judge("no_translation", step, holds, {"mad": d, "ssim": s}))
+            events.append(self._no_translation(step, pairs, references))
         if all(y.shape[0] >= 2 for y in outputs):
             ratios = [(pairwise_mad(y), pairwise_mad(x)) for x, y in pairs]
             out_d, in_d = min(ratios)
             holds = out_d < self.t.collapse_mad and out_d < self.t.collapse_ratio * max(in_d, 1e-8)
+            self.values.update(output_spread=out_d, input_spread=in_d)
             events.append(self._judge("generator_collapse", step, holds, {"output_spread": out_d,
                                                                           "input_spread": in_d}))
-        if self.previous is not None and lr_factor >= self.t.flat_min_lr:
+        if self.previous is not None:
             change = max(mad(a, b) for a, b in zip(self.previous, outputs))
-            events.append(self._judge("flat_generator", step, change < self.t.flat_mad, {"change": change}))
+            self.values["change"] = change
+            if lr_factor >= self.t.flat_min_lr:
+                events.append(self._judge("flat_generator", step, change < self.t.flat_mad, {"change": change}))
         self.previous = [y.detach().clone() for y in outputs]
         return [e for e in events if e]
+
+    def _no_translation(self, step: int, pairs, references) -> Optional[Dict]:
+        """The "no translation" finding over the generators whose output has their input's shape."""
+        same = [(i, x, y) for i, (x, y) in enumerate(pairs) if x.shape == y.shape]
+        if not same:
+            return None
+        values = {"mad": min(mad(x, y) for _i, x, y in same)}
+        if min(same[0][1].shape[-2:]) >= 11:
+            values["ssim"] = max(float(ssim(x, y).mean()) for _i, x, y in same)
+        if references:
+            values["idt_mad"] = min(mad(*references[i]) for i, _x, _y in same)
+        self.values.update(values)
+        holds = values["mad"] < self.t.identity_mad and values.get("ssim", 1.0) > self.t.identity_ssim
+        return self._judge("no_translation", step, holds, values)
 
 
 def _fmt(values: Dict[str, float]) -> str:
@@ -140,18 +158,20 @@ def _fmt(values: Dict[str, float]) -> str:
 
 
 @torch.no_grad()
-def generator_pairs(method, fixed: Dict[str, torch.Tensor], amp,
-                    primary: str) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+def generator_pairs(method, fixed: Dict[str, torch.Tensor], amp, primary: str,
+                    output_side: bool = False) -> List[Tuple[torch.Tensor, torch.Tensor]]:
     """(input, output) of every generator of ``method`` on the fixed batch.
 
     The generator of the run's direction ``primary`` (``data.generator_direction``) reads the
-    batch's ``a`` side, the reverse one (CycleGAN) its ``b`` side. Each runs in eval mode (batch
-    norm uses its running statistics, nothing is updated) and goes back to training mode.
+    batch's ``a`` side, the reverse one (CycleGAN) its ``b`` side; with ``output_side`` each reads
+    the other side instead (images already in its output domain: how much it changes those is the
+    scale "no translation" compares with). Each runs in eval mode (batch norm uses its running
+    statistics, nothing is updated) and goes back to training mode.
     """
     pairs = []
     for direction, name in method.generators.items():
         net = method.nets[name]
-        x = fixed["a" if direction == primary else "b"]
+        x = fixed["a" if (direction == primary) != output_side else "b"]
         net.eval()
         try:
             with amp:
@@ -167,7 +187,7 @@ class HealthReporter:
     progress output, an ``event`` record in log.jsonl (which losses.png and ``translate info`` show).
 
     Args:
-        method: the trained method (its ``generators``, ``nets`` and ``paired``).
+        method: the trained method (its ``generators`` and ``nets``).
         cfg: the run configuration (``loop.health_every``, ``loop.lr``, ``data.generator_direction``).
         log: the run's log.jsonl writer.
         say: prints one line without breaking the progress bar.
@@ -176,7 +196,7 @@ class HealthReporter:
     def __init__(self, method, cfg, log, say):
         self.method, self.cfg, self.log, self.say = method, cfg, log, say
         self.every = cfg.loop.health_every
-        self.diagnostics = Diagnostics(unpaired=not getattr(method, "paired", True),
+        self.diagnostics = Diagnostics(unpaired=data_kind(cfg) == "unpaired",
                                        gan_mode=getattr(cfg.model, "gan_mode", ""))
 
     def losses(self, step: int, record: Dict) -> None:
@@ -188,8 +208,17 @@ class HealthReporter:
         if not self.every or step % self.every:
             return
         few = {k: v[:CHECK_IMAGES] for k, v in fixed.items()}  # two images: collapse needs a pair, no more
-        pairs = generator_pairs(self.method, few, amp, self.cfg.data.generator_direction)
-        self._report(self.diagnostics.on_samples(step, pairs, lr / self.cfg.loop.lr if self.cfg.loop.lr else 1.0))
+        primary = self.cfg.data.generator_direction
+        pairs = generator_pairs(self.method, few, amp, primary)
+        references = None
+        if self.diagnostics.unpaired and few.get("a") is not None and few.get("b") is not None \
+                and few["a"].shape[1] == few["b"].shape[1]:
+            references = generator_pairs(self.method, few, amp, primary, output_side=True)
+        events = self.diagnostics.on_samples(step, pairs, lr / self.cfg.loop.lr if self.cfg.loop.lr else 1.0,
+                                             references)
+        self.log.write({"step": step, "event": "health_check",
+                        "values": {k: round(v, 5) for k, v in self.diagnostics.values.items()}})
+        self._report(events)
 
     def _report(self, events: List[Dict]) -> None:
         for event in events:
