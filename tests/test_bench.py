@@ -114,8 +114,11 @@ def test_cli_options_json_and_errors(tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert doc["rows"][0]["measurement"] == "peak" and doc["command"].startswith("translate bench --quick")
     assert "matmul" in capsys.readouterr().out
+    assert doc["settings"]["batch_size"] == 1 and doc["settings"]["convert_batch_size"] == 4  # as translate convert
     with pytest.raises(BenchError, match="fp16 needs a CUDA device"):
         run_bench(device="cpu", precisions="fp16", quick=True)
+    with pytest.raises(BenchError, match="conversion batch size must be >= 1"):
+        run_bench(device="cpu", convert_batch_size=0, quick=True)
     with pytest.raises(BenchError, match="unknown measurement"):
         run_bench(device="cpu", what="train-foo", quick=True)
 

@@ -19,6 +19,7 @@ from . import train
 from .bench import BenchError, add_bench_parser
 from .config import (ConfigError, DataConfig, RunConfig, apply_overrides, default_config, option_flag, parse_value,
                      section_classes)
+from .conversion.plan import DEFAULT_BATCH_SIZE
 from .convert import convert_folder
 from .data import check_data, format_report
 from .data.download_cli import add_datasets_parser
@@ -170,7 +171,8 @@ def _add_convert_parser(sub) -> None:
                       "local paths from stdin")
     conv.add_argument("output", help="output folder (created), a path or URL")
     conv.add_argument("--direction", choices=["a2b", "b2a"], help="which generator (required for CycleGAN)")
-    conv.add_argument("--batch-size", type=int, default=4, help="images per network call (same-size images)")
+    conv.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                      help="images per network call (same-size images)")
     conv.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     conv.add_argument("--precision", default=AUTO, choices=PRECISION_CHOICES,
                       help="inference precision; auto: bf16 where the device runs it natively and it was not "

@@ -36,8 +36,8 @@ import numpy as np
 import ray
 
 from .checkpoint import label_encoding, read_translator_json
-from .conversion.plan import (ConvertError, ConvertSummary, Item, StreamOptions, check_options, list_inputs, plan,
-                              record_failure, write_failures_file)
+from .conversion.plan import (DEFAULT_BATCH_SIZE, ConvertError, ConvertSummary, Item, StreamOptions, check_options,
+                              list_inputs, plan, record_failure, write_failures_file)
 from .errors import DirectionError
 from .formats import DEFAULT_MAX_PIXELS
 from .storage import Folder, is_url
@@ -210,7 +210,7 @@ def convert_with_ray(checkpoint, input, output, opts: RayOptions, *, device: Opt
                      precision: str = "fp32", tile_pixels: Optional[int] = None,
                      tile_overlap: Optional[int] = None, progress: bool = True,
                      storage_options: Optional[Dict[str, Any]] = None, direction: Optional[str] = None,
-                     batch_size: int = 4, ext: str = "same", quality: Optional[int] = None,
+                     batch_size: int = DEFAULT_BATCH_SIZE, ext: str = "same", quality: Optional[int] = None,
                      overwrite: bool = False, in_place_ok: bool = False, resize=None,
                      max_pixels: Optional[int] = None, workers: Optional[int] = None, paths=None,
                      instance_dir=None) -> RayJob:

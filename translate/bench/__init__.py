@@ -45,6 +45,7 @@ import torch
 from ..runtime import AUTO, PRECISION_CHOICES, DeviceError, check_precision, has_native_precision, native_precisions, resolve_device
 from .machine import machine_facts
 from ..checkpoint import read_translator_json
+from ..conversion.plan import DEFAULT_BATCH_SIZE
 from .measure import Bench, BenchError, Settings, all_what, convert_what, label_what, train_what
 from .report import fmt_with_unit, format_table, write_json
 from .synthetic import make_synthetic_datasets
@@ -99,6 +100,7 @@ def run_bench(
     precisions: Optional[Iterable[str]] = None,
     size: Optional[int] = None,
     batch_size: int = 1,
+    convert_batch_size: int = DEFAULT_BATCH_SIZE,
     netG_pix2pix: Optional[str] = None,
     netG_cyclegan: Optional[str] = None,
     what: Optional[Iterable[str]] = None,
@@ -125,7 +127,7 @@ def run_bench(
         precisions: e.g. ["fp32", "bf16"] (comma lists accepted); default: fp32 plus the reduced
             precision the device runs natively (bf16/fp16 on CUDA, bf16 on CPUs with AVX512-BF16 or AMX).
         size: square image side for training and synthetic conversion inputs (256; 64 with quick).
-        batch_size: training batch and conversion batch (images per network call).
+        batch_size, convert_batch_size: training batch; images per call of the conversion rows.
         netG_pix2pix, netG_cyclegan: generators of the methods trained on paired data and of those
             trained on unpaired data (unet_256 / resnet_9blocks; tiny nets with quick).
         what: measurements among :func:`all_what` and :func:`opt_in_what` (default: all_what()).
@@ -165,6 +167,7 @@ def run_bench(
                          checkpoint=checkpoint, quick=quick, num_workers=num_workers, seed=seed,
                          compile=compile)
     settings.ngf = _ngf(ngf)
+    settings.convert_batch_size = _at_least_one("conversion batch size", convert_batch_size)
     settings.label_size, settings.label_nc = _label_settings(label_size, label_nc)
     result = _new_result(settings, list(sys.argv if argv is None else argv), log)
     with tempfile.TemporaryDirectory(prefix="translate-bench-", ignore_cleanup_errors=True) as tmp:
@@ -214,6 +217,12 @@ def peak_precisions(precs: List[str]) -> List[str]:
     """The matmul peaks to probe: fp32 and bf16 always (every row is shown as a share of both),
     plus fp16 when asked for; "auto" has no peak of its own (its rows use the one it picked)."""
     return ["fp32", "bf16"] + [p for p in precs if p not in ("fp32", "bf16", AUTO)]
+
+
+def _at_least_one(what: str, value: int) -> int:
+    if value < 1:
+        raise BenchError(f"{what} must be >= 1, got {value}")
+    return value
 
 
 def _settings(*, device, precisions, size, batch_size, netG_pix2pix, netG_cyclegan, what, data, images,
@@ -362,7 +371,10 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
                         "matmul peak is probed in fp32 and bf16 either way")
     p.add_argument("--size", type=int, default=None, help="image side for training and synthetic inputs "
                                                           "(default 256; 64 with --quick)")
-    p.add_argument("--batch-size", type=int, default=1, help="training batch size and conversion batch size (default 1)")
+    p.add_argument("--batch-size", type=int, default=1, help="training batch size (default 1)")
+    p.add_argument("--convert-batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"images per network call in the conversion rows (default {DEFAULT_BATCH_SIZE}, as "
+                        "translate convert)")
     p.add_argument("--netG-pix2pix", default=None,
                    help="generator of the methods trained on paired data, e.g. pix2pix (default unet_256; a tiny "
                         "unet with --quick; unet: as deep as --size allows)")
@@ -412,6 +424,7 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
 def _cmd_bench(args, argv) -> int:
     result = run_bench(
         device=args.device, precisions=args.precision, size=args.size, batch_size=args.batch_size,
+        convert_batch_size=args.convert_batch_size,
         netG_pix2pix=args.netG_pix2pix, netG_cyclegan=args.netG_cyclegan, what=args.what, data=args.data,
         images=args.images, warmup=args.warmup, windows=args.windows, window_seconds=args.window_seconds,
         checkpoint=args.checkpoint, quick=args.quick, num_workers=args.num_workers, seed=args.seed,

@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 from ..data.discover import list_images
 from ..formats import DEFAULT_MAX_PIXELS
 from ..storage import Folder
-from .plan import (ConvertError, ConvertSummary, Item, StreamOptions, check_options, list_inputs, plan,
+from .plan import (DEFAULT_BATCH_SIZE, ConvertError, ConvertSummary, Item, StreamOptions, check_options, list_inputs, plan,
                    record_failure, write_failures_file)
 from .stream import Stream
 from .videos import add_videos, convert_video_file, is_video_file_job, plan_videos, video_pairs
@@ -36,7 +36,7 @@ def instance_maps(labels, instance_dir) -> Optional[Dict[str, str]]:
     return {p.relative_to(folder).with_suffix("").as_posix(): str(p) for p in list_images(folder)}
 
 
-def convert(translator, input, output, *, direction: Optional[str] = None, batch_size: int = 4,
+def convert(translator, input, output, *, direction: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE,
             ext: str = "same", quality: Optional[int] = None, overwrite: bool = False,
             in_place_ok: bool = False, resize=None, max_pixels: Optional[int] = None,
             workers: Optional[int] = None, paths: Optional[Sequence] = None, progress: bool = True,
