@@ -249,3 +249,9 @@ def test_training_rates_and_flops_agree_with_what_a_step_counts():
     assert window <= seconds <= row["seconds"], seconds
     step_flops = r["flops"]["cut"]["train_step_flops"]
     assert row["achieved_flops_per_s"] == pytest.approx(step_flops * steps / seconds, rel=1e-6)
+
+
+def test_guard_row_times_a_health_check():
+    (row,) = _fast(what="train-cyclegan-guard")["rows"]  # unpaired: both generators, both sides
+    assert row["measurement"] == "train-cyclegan-guard" and row["variant"] == "guard" and _positive(row["value"])
+    assert _positive(row["health_check_seconds"])

@@ -590,8 +590,8 @@ class _Discard:
 def guarded_step(parts, batches, sums: Dict[str, torch.Tensor], cfg, extra: Dict[str, Any]) -> Callable[[], int]:
     """A training step as the loop runs it with its health checks: through the non-finite guard
     (one host synchronisation per optimizer update, buffers saved before the step) and the
-    sample-batch diagnostics every ``loop.health_every`` steps; ``extra`` receives the measured
-    seconds of one diagnostics check (``health_check_seconds``)."""
+    sample-batch diagnostics every ``loop.health_every`` steps and at the first step; ``extra``
+    receives the measured seconds of one diagnostics check (``health_check_seconds``)."""
     m = parts.method
     guard = parts.scalers = StepGuard(parts.scalers, m.nets.values(), DistInfo(), parts.device)
     tracker = NonFiniteTracker(cfg.loop.nonfinite_patience)
@@ -606,9 +606,9 @@ def guarded_step(parts, batches, sums: Dict[str, torch.Tensor], cfg, extra: Dict
         if not tracker.record(count[0], guard.end()):
             add_losses(sums, losses)
         count[0] += 1
-        if cfg.loop.health_every and count[0] % cfg.loop.health_every == 0:
-            t0 = time.perf_counter()
-            health.samples(count[0], fixed, parts.amp, cfg.loop.lr)
+        if count[0] == 1 or (cfg.loop.health_every and count[0] % cfg.loop.health_every == 0):
+            t0 = time.perf_counter()  # also at the first (warm-up) step, so that a check is always timed
+            health.check(count[0], fixed, parts.amp, cfg.loop.lr)
             extra["health_check_seconds"] = time.perf_counter() - t0
         return batch["a"].shape[0]
 

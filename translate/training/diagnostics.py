@@ -205,8 +205,11 @@ class HealthReporter:
 
     def samples(self, step: int, fixed: Dict[str, torch.Tensor], amp, lr: float) -> None:
         """Check the sample batch when ``step`` is due (every ``loop.health_every`` steps)."""
-        if not self.every or step % self.every:
-            return
+        if self.every and step % self.every == 0:
+            self.check(step, fixed, amp, lr)
+
+    def check(self, step: int, fixed: Dict[str, torch.Tensor], amp, lr: float) -> None:
+        """One check of the sample batch (2 generator forwards per generator on unpaired data)."""
         few = {k: v[:CHECK_IMAGES] for k, v in fixed.items()}  # two images: collapse needs a pair, no more
         primary = self.cfg.data.generator_direction
         pairs = generator_pairs(self.method, few, amp, primary)
