@@ -80,15 +80,6 @@ class L1Regression(MethodInfo):
             fake_b = for_inference(self.nets[self.gen_name])(batch["a"]).float()
         return [batch["a"], fake_b, batch["b"]]
 
-    def wrap(self, fn) -> None:
-        self.train_nets = {name: fn(net) for name, net in self.nets.items()}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
 
 @pytest.fixture
 def registered():

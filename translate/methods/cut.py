@@ -282,10 +282,6 @@ class CUT(MethodInfo):
         columns = [batch["a"], fake_b, batch["b"]]
         return columns + ([idt_b] if idt_b is not None else [])
 
-    def wrap(self, fn) -> None:
-        """Train through ``fn(net)`` (e.g. a DistributedDataParallel wrapper) for every net."""
-        self.train_nets = {name: fn(net) for name, net in self.nets.items()}
-
     def state_dict(self) -> dict:
         return {"rng": self.rng.get_state()}
 

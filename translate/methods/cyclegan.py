@@ -200,10 +200,6 @@ class CycleGAN(MethodInfo):
             rec_b = g_ab(fake_a).float()
         return [batch["a"], fake_b, rec_a, batch["b"], fake_a, rec_b]
 
-    def wrap(self, fn) -> None:
-        """Train through ``fn(net)`` (e.g. a DistributedDataParallel wrapper) for every net."""
-        self.train_nets = {name: fn(net) for name, net in self.nets.items()}
-
     def state_dict(self) -> dict:
         return {"pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict()}
 

@@ -238,12 +238,3 @@ class Distill(MethodInfo):
             fake = gen(batch["a"]).float()
             target = self.teacher(batch["a"]).float()
         return [batch["a"], fake, target]
-
-    def wrap(self, fn) -> None:
-        self.train_nets = {name: fn(net) for name, net in self.nets.items()}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass

@@ -166,13 +166,3 @@ class Pix2Pix(MethodInfo):
         with amp:
             fake_b = gen(batch["a"]).float()
         return [viewable_input(batch["a"], fake_b.shape[1]), fake_b, batch["b"]]
-
-    def wrap(self, fn) -> None:
-        """Train through ``fn(net)`` (e.g. a DistributedDataParallel wrapper) for every net."""
-        self.train_nets = {name: fn(net) for name, net in self.nets.items()}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass

@@ -240,9 +240,6 @@ class Pix2PixHD(MethodInfo):
                 fake = gen(real_a).float()
         return [viewable_input(real_a, fake.shape[1]), fake, batch["b"]]
 
-    def wrap(self, fn) -> None:
-        self.train_nets = {name: fn(net) for name, net in self.nets.items()}
-
     def state_dict(self) -> dict:
         return {"steps_done": self.steps_done}
 

@@ -97,6 +97,18 @@ class MethodInfo:
         """Entries this run adds to its translator's provenance (a student names its teacher)."""
         return {}
 
+    # Defaults of the :class:`Method` members most methods share; a method overrides what differs.
+    def wrap(self, fn: Callable[[nn.Module], nn.Module]) -> None:
+        """Train through ``fn(net)`` (e.g. a DistributedDataParallel wrapper) for every net."""
+        self.train_nets = {name: fn(net) for name, net in self.nets.items()}
+
+    def state_dict(self) -> Dict[str, Any]:
+        """State besides the networks and optimizers that resume needs: none by default."""
+        return {}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output: nothing by default."""
+
 
 @runtime_checkable
 class Method(Protocol):
