@@ -24,7 +24,8 @@ from ..runtime import DeviceError, resolve_device, resolve_precision
 from .pipeline import (EpochSampler, TrainingError, build_trainables, build_training_dataset, make_loader,
                        resolve_num_workers)
 
-STEPS = 3  # one to allocate the optimizer state and warm up, then the timed steady state
+STEPS = 8  # the first half allocates the optimizer state and warms up; the second half is timed
+# (steps 2-3 of an idle 2-core CPU were still 30 % slower than the steady state)
 
 
 @dataclass
@@ -40,7 +41,7 @@ class DryRun:
     peak_memory_bytes: int
     peak_memory_kind: str  # cuda_max_allocated, cpu_peak_rss_delta...
     first_step_seconds: float
-    step_seconds: float  # median of the steps after the first
+    step_seconds: float  # median of the second half of the steps
     steps: int  # steps run
     total_steps: int  # the run's requested end
     grad_checkpoint: bool = False
@@ -70,7 +71,8 @@ class DryRun:
             *([f"  run estimate:    {_gib(self.process_peak_bytes + self.extra_bytes)} process peak with the weight "
                f"average and the in-memory copy of a checkpoint being saved (+{_gib(self.extra_bytes)})"]
               if self.process_peak_bytes else []),
-            f"  seconds/step:    {self.step_seconds:.3g} (median of {self.steps - 1} steps after the first, which "
+            f"  seconds/step:    {self.step_seconds:.3g} (median of the last {self.steps - self.steps // 2} of "
+            f"{self.steps} steps; the first, which allocates, "
             f"took {self.first_step_seconds:.3g}; data loading and checkpoints not included)",
             f"  to the end:      {self.total_steps} steps, about {_duration(self.seconds_to_end)}",
             "  nothing was written (no run folder)",
@@ -138,7 +140,7 @@ def dry_run(cfg: RunConfig, steps: int = STEPS) -> DryRun:
         input_shape=list(batches[0]["a"].shape), parameters={name: sum(p.numel() for p in net.parameters())
                                                             for name, net in method.nets.items()},
         peak_memory_bytes=int(mem.peak or 0), peak_memory_kind=mem.kind, first_step_seconds=times[0],
-        step_seconds=statistics.median(times[1:]), steps=len(times), total_steps=total_steps(cfg, len(dataset)),
+        step_seconds=statistics.median(times[len(times) // 2:]), steps=len(times), total_steps=total_steps(cfg, len(dataset)),
         grad_checkpoint=cfg.loop.grad_checkpoint, step_times=times,
         process_peak_bytes=rss_bytes("VmHWM") if device.type == "cpu" else None,
         extra_bytes=_run_extra_bytes(cfg, parts))
