@@ -12,8 +12,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 from ..data.discover import list_images
 from ..formats import DEFAULT_MAX_PIXELS
 from ..storage import Folder
-from .plan import (DEFAULT_BATCH_SIZE, ConvertError, ConvertSummary, Item, StreamOptions, check_options, list_inputs, plan,
-                   record_failure, write_failures_file)
+from .plan import (DEFAULT_BATCH_SIZE, ConvertError, ConvertSummary, Item, StreamOptions, check_options,
+                   list_inputs, plan, record_failure, write_failures_file)
 from .stream import Stream
 from .videos import add_videos, convert_video_file, is_video_file_job, plan_videos, video_pairs
 
