@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from .checkpoint import label_encoding, load_generator, read_translator_json
 from .conversion.local import convert
+from .conversion.plan import DEFAULT_BATCH_SIZE
 from .data.io import DEFAULT_MAX_PIXELS, image_to_tensor, read_image, tensor_to_image, to_channels
 from .data.labels import check_ids, encode_labels, read_label_map, resize_nearest
 from .errors import ArgumentError, DirectionError
@@ -385,7 +386,8 @@ class Translator:
         """
         return convert(self, input, output, **options)
 
-    def translate_frames(self, frames, direction: Optional[str] = None, batch_size: int = 4, **options):
+    def translate_frames(self, frames, direction: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                         **options):
         """Translate an iterable of (H, W, C) frames lazily, a batch at a time (a generator, in order).
 
         For pipelines with their own decoder; ``options``: ``temporal="flow"``,
